@@ -1,0 +1,1 @@
+"""tuneserve: fine-tune, export and serve transformer encoders."""

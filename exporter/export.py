@@ -1,0 +1,184 @@
+"""Checkpoint → versioned model folder: ONNX export, quantization, re-measured quality, manifest.
+
+Everything is written into a staging folder of the model store and published (checksummed, fsynced,
+renamed) only when complete; any failure removes the staging folder, so nothing half-written loads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
+from tuneserve.exporter import quantize as q
+from tuneserve.inference import OnnxModel
+from tuneserve.repository import Manifest, ModelStore, QuantizationInfo
+from tuneserve.trainer import data as datasets
+from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner
+from tuneserve.trainer.metrics import primary_metric
+from tuneserve.trainer.progress import Progress, ProgressFn, no_progress
+from tuneserve.trainer.train import CURVE, METRICS, TRAINING_RECORD
+
+log = structlog.get_logger(__name__)
+
+FP32_FILE = "model.onnx"
+_PACKAGES = ("tuneserve", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
+             "onnxruntime-gpu", "tokenizers")
+_HF_TASK = {"classification": "text-classification", "ner": "token-classification"}
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    checkpoint: Path
+    model_root: Path
+    name: str
+    quantize: Literal["int8", "fp16", "none"] = "int8"
+    int8_mode: Literal["dynamic", "static"] = "dynamic"
+    tolerance: float = 1.0  # metric points (percent) int8 may lose against fp32 ONNX before fp32 is served
+    validation: Path | None = None  # default: the validation file recorded at training time
+    calibration_size: int = 256
+    serve_if_first: bool = True
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    name: str
+    version: int
+    path: Path
+    manifest: Manifest
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in _PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+class _Evaluator:
+    """Measures an ONNX file of the staged folder on the validation data, as the server would run it."""
+
+    def __init__(self, folder: Path, record: dict, validation: Path) -> None:
+        self.folder, self.record = folder, record
+        hyper = record["hyperparameters"]
+        if record["task"] == "ner":
+            self.examples = datasets.read_ner(validation)
+        else:
+            self.examples = datasets.read_classification(
+                validation, text_column=hyper["text_column"], label_column=hyper["label_column"],
+                multi_label=record["multi_label"],
+            )
+
+    def __call__(self, onnx_file: str, providers: list[str] | None = None) -> dict[str, float]:
+        r = self.record
+        model = OnnxModel(self.folder, onnx_file, r["max_length"], providers=providers)
+        if r["task"] == "ner":
+            return evaluate_ner(model.logits, model.tokenizer, self.examples, r["labels"], r["max_length"])
+        return evaluate_classification(model.logits, model.tokenizer, self.examples, r["labels"], r["multi_label"])
+
+
+def _calibration_rows(folder: Path, record: dict, size: int):
+    """A deterministic sample of the training texts, encoded as the server would."""
+    tokenizer = load_tokenizer(folder, record["max_length"])
+    hyper, train_path = record["hyperparameters"], Path(record["train"])
+    if record["task"] == "ner":
+        sentences = datasets.read_ner(train_path)
+        step = max(1, len(sentences) // size)
+        return [row for ex in sentences[::step][:size] for row in encode_words(tokenizer, ex.tokens, record["max_length"])]
+    texts = datasets.read_classification(
+        train_path, text_column=hyper["text_column"], label_column=hyper["label_column"],
+        multi_label=record["multi_label"],
+    )
+    step = max(1, len(texts) // size)
+    return encode_texts(tokenizer, [ex.text for ex in texts[::step][:size]])
+
+
+def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> ExportResult:
+    """Export, quantize, measure and publish one checkpoint as the next version of ``config.name``."""
+    from optimum.exporters.onnx import main_export
+
+    started = time.monotonic()
+    checkpoint = Path(config.checkpoint)
+    record_path = checkpoint / TRAINING_RECORD
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{checkpoint} is not a tuneserve checkpoint: {TRAINING_RECORD} is missing")
+    record = json.loads(record_path.read_text())
+    metric = primary_metric(record["task"], record["multi_label"])
+    store = ModelStore(config.model_root)
+    with store.staging(config.name) as staged:
+        on_progress(Progress("exporting", message="exporting to ONNX"))
+        main_export(str(checkpoint), staged, task=_HF_TASK[record["task"]], local_files_only=True)
+        for extra in (TRAINING_RECORD, METRICS, CURVE):
+            if (checkpoint / extra).exists():
+                shutil.copy2(checkpoint / extra, staged / extra)
+        evaluate = _Evaluator(staged, record, Path(config.validation or record["validation"]))
+        on_progress(Progress("validating", message="measuring fp32 ONNX"))
+        metrics = {"torch": record["metrics"], "onnx_fp32": evaluate(FP32_FILE, ["CPUExecutionProvider"])}
+        served, served_key, method, reason, providers = FP32_FILE, "onnx_fp32", "fp32 ONNX", None, None
+
+        requested = "none"
+        if config.quantize == "int8":
+            requested = f"int8-{config.int8_mode}"
+            on_progress(Progress("quantizing", message=requested))
+            if config.int8_mode == "static":
+                rows = _calibration_rows(staged, record, config.calibration_size)
+                variant, method = q.quantize_static(staged, rows)
+            else:
+                variant, method = q.quantize_dynamic(staged)
+            on_progress(Progress("validating", message=f"measuring {requested} ONNX"))
+            metrics["onnx_int8"] = evaluate(variant, ["CPUExecutionProvider"])
+            loss = 100 * (metrics["onnx_fp32"][metric] - metrics["onnx_int8"][metric])
+            if loss > config.tolerance:
+                reason = (f"int8 lost {loss:.2f} points of {metric} against fp32 ONNX "
+                          f"(tolerance {config.tolerance:.2f}); serving fp32")
+                log.warning("int8 rejected", reason=reason)
+                (staged / variant).unlink()
+            else:
+                served, served_key, providers = variant, "onnx_int8", ["CPUExecutionProvider"]
+        elif config.quantize == "fp16":
+            requested = "fp16"
+            on_progress(Progress("quantizing", message="fp16"))
+            served, method = q.convert_fp16(staged)
+            served_key = "onnx_fp16"
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+            try:
+                metrics["onnx_fp16"] = evaluate(served, providers)
+            except Exception as exc:  # fp16 kernels are missing on some CPU builds; measured on GPU then
+                log.warning("fp16 not measured here", error=str(exc).splitlines()[0])
+        if served_key in metrics:
+            metrics["served"] = metrics[served_key]
+        manifest = Manifest(
+            name=config.name,
+            task=record["task"],
+            multi_label=record["multi_label"],
+            labels=record["labels"],
+            max_length=record["max_length"],
+            base_model=record["base_model"],
+            onnx_file=served,
+            quantization=QuantizationInfo(
+                requested=requested,
+                served="none" if served == FP32_FILE else requested,
+                method=method if served != FP32_FILE else "fp32 ONNX",
+                fallback_reason=reason,
+            ),
+            providers=providers or ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            metrics=metrics,
+            training={k: record[k] for k in ("hyperparameters", "best_epoch", "device", "precision", "freeze",
+                                             "seconds", "examples_per_second") if k in record},
+            package_versions=_versions(),
+        )
+        version = store.publish(config.name, staged, manifest, serve_if_first=config.serve_if_first)
+    path = store.root / config.name / str(version)
+    log.info("exported", name=config.name, version=version, served=served, seconds=round(time.monotonic() - started, 1),
+             **{f"{k}_{metric}": v.get(metric) for k, v in metrics.items()})
+    return ExportResult(config.name, version, path, store.open_version(config.name, version).manifest)

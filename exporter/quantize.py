@@ -1,0 +1,113 @@
+"""Make the served ONNX variants from an fp32 export: int8 (dynamic or static) for CPU, fp16 for GPU.
+
+- Dynamic int8 goes through Optimum's ``ORTQuantizer`` with the config for this CPU's instruction set
+  (AVX-512 VNNI, AVX-512, AVX2 or ARM64), per-channel weights.
+- Static int8 uses ONNX Runtime's ``quantize_static`` directly: Optimum's static path needs a
+  ``datasets.Dataset`` for calibration, which would add a heavy dependency for one loop over a sample.
+  Scales are calibrated on a sample of the training texts, so a text's score no longer depends on its
+  batch-mates.
+- fp16 uses ONNX Runtime's float16 converter, keeping fp32 inputs and outputs.
+
+In each int8 mode the task head (classifier, pooler) stays in fp32: it is tiny and sensitive.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+from onnxruntime.quantization import quantize_static as ort_quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+from tuneserve.encoding import Row, pad
+
+INT8_FILE = "model_int8.onnx"
+FP16_FILE = "model_fp16.onnx"
+_HEAD_MARKERS = ("classifier", "pooler")
+
+
+def cpu_isa() -> str:
+    """The best int8 instruction set this CPU offers, as Optimum's AutoQuantizationConfig names it."""
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "avx2"
+    if "avx512_vnni" in flags:
+        return "avx512_vnni"
+    if "avx512f" in flags:
+        return "avx512"
+    return "avx2"
+
+
+def head_nodes(model_path: Path) -> list[str]:
+    """Names of the task-head nodes (kept in fp32)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    return [n.name for n in graph.node if any(m in n.name for m in _HEAD_MARKERS)]
+
+
+def quantize_dynamic(folder: Path, source: str = "model.onnx") -> tuple[str, str]:
+    """Write ``model_int8.onnx`` beside ``source``; return (file name, method description)."""
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    isa = cpu_isa()
+    config = getattr(AutoQuantizationConfig, isa)(
+        is_static=False, per_channel=True, nodes_to_exclude=head_nodes(folder / source)
+    )
+    quantizer = ORTQuantizer.from_pretrained(folder, file_name=source)
+    quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix="int8")
+    return INT8_FILE, f"dynamic int8 (Optimum ORTQuantizer, {isa} config, per-channel, head in fp32)"
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, rows: Sequence[Row], input_names: set[str], pad_id: int) -> None:
+        self._batches: Iterator[dict[str, np.ndarray]] = (
+            {k: v for k, v in pad([r], pad_id).items() if k in input_names} for r in rows
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_static(
+    folder: Path, calibration: Sequence[Row], pad_id: int = 0, source: str = "model.onnx"
+) -> tuple[str, str]:
+    """Write ``model_int8.onnx`` with activation scales calibrated on ``calibration`` rows."""
+    prepared = folder / "model_prepared.onnx"
+    quant_pre_process(str(folder / source), str(prepared), skip_symbolic_shape=True)
+    names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
+    try:
+        ort_quantize_static(
+            str(prepared),
+            str(folder / INT8_FILE),
+            _Calibration(calibration, names, pad_id),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            nodes_to_exclude=head_nodes(prepared),
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": 99.99, "MatMulConstBOnly": True},
+        )
+    finally:
+        prepared.unlink(missing_ok=True)
+    return INT8_FILE, (
+        f"static int8 (ONNX Runtime QDQ, MatMul only, per-channel weights, activations calibrated on "
+        f"{len(calibration)} training texts, 99.99th percentile, head in fp32)"
+    )
+
+
+def convert_fp16(folder: Path, source: str = "model.onnx") -> tuple[str, str]:
+    """Write ``model_fp16.onnx`` (fp32 inputs and outputs kept) for the CUDA execution provider."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(folder / source)), keep_io_types=True)
+    onnx.save(model, str(folder / FP16_FILE))
+    return FP16_FILE, "fp16 (ONNX Runtime float16 converter, fp32 inputs and outputs)"

