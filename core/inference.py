@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from tuneserve.encoding import Row, load_tokenizer, pad
 
 

@@ -12,7 +12,11 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer = structlog.dev.ConsoleRenderer(colors=False) if fmt == "console" else structlog.processors.JSONRenderer()
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -264,5 +264,7 @@ def verify(path: Path) -> ModelVersion:
             raise IntegrityError(f"{path}: {rel} is missing")
         actual = sha256_file(file)
         if actual != expected:
-            raise IntegrityError(f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…)")
+            raise IntegrityError(
+                f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…)"
+            )
     return ModelVersion(path=path, manifest=manifest)

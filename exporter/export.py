@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
-
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
 from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
@@ -29,8 +28,17 @@ from tuneserve.trainer.train import CURVE, METRICS, TRAINING_RECORD
 log = structlog.get_logger(__name__)
 
 FP32_FILE = "model.onnx"
-_PACKAGES = ("tuneserve", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime",
-             "onnxruntime-gpu", "tokenizers")
+_PACKAGES = (
+    "tuneserve",
+    "torch",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tokenizers",
+)
 _HF_TASK = {"classification": "text-classification", "ner": "token-classification"}
 
 
@@ -75,7 +83,9 @@ class _Evaluator:
             self.examples = datasets.read_ner(validation)
         else:
             self.examples = datasets.read_classification(
-                validation, text_column=hyper["text_column"], label_column=hyper["label_column"],
+                validation,
+                text_column=hyper["text_column"],
+                label_column=hyper["label_column"],
                 multi_label=record["multi_label"],
             )
 
@@ -84,7 +94,9 @@ class _Evaluator:
         model = OnnxModel(self.folder, onnx_file, r["max_length"], providers=providers)
         if r["task"] == "ner":
             return evaluate_ner(model.logits, model.tokenizer, self.examples, r["labels"], r["max_length"])
-        return evaluate_classification(model.logits, model.tokenizer, self.examples, r["labels"], r["multi_label"])
+        return evaluate_classification(
+            model.logits, model.tokenizer, self.examples, r["labels"], r["multi_label"]
+        )
 
 
 def _calibration_rows(folder: Path, record: dict, size: int):
@@ -94,13 +106,27 @@ def _calibration_rows(folder: Path, record: dict, size: int):
     if record["task"] == "ner":
         sentences = datasets.read_ner(train_path)
         step = max(1, len(sentences) // size)
-        return [row for ex in sentences[::step][:size] for row in encode_words(tokenizer, ex.tokens, record["max_length"])]
+        return [
+            row
+            for ex in sentences[::step][:size]
+            for row in encode_words(tokenizer, ex.tokens, record["max_length"])
+        ]
     texts = datasets.read_classification(
-        train_path, text_column=hyper["text_column"], label_column=hyper["label_column"],
+        train_path,
+        text_column=hyper["text_column"],
+        label_column=hyper["label_column"],
         multi_label=record["multi_label"],
     )
     step = max(1, len(texts) // size)
     return encode_texts(tokenizer, [ex.text for ex in texts[::step][:size]])
+
+
+def int8_rejection(fp32: dict[str, float], int8: dict[str, float], metric: str, tolerance: float) -> str | None:
+    """Why int8 must not be served (it lost more than ``tolerance`` points), or None."""
+    loss = 100 * (fp32[metric] - int8[metric])
+    if loss <= tolerance:
+        return None
+    return f"int8 lost {loss:.2f} points of {metric} against fp32 ONNX (tolerance {tolerance:.2f}); serving fp32"
 
 
 def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> ExportResult:
@@ -137,10 +163,8 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
                 variant, method = q.quantize_dynamic(staged)
             on_progress(Progress("validating", message=f"measuring {requested} ONNX"))
             metrics["onnx_int8"] = evaluate(variant, ["CPUExecutionProvider"])
-            loss = 100 * (metrics["onnx_fp32"][metric] - metrics["onnx_int8"][metric])
-            if loss > config.tolerance:
-                reason = (f"int8 lost {loss:.2f} points of {metric} against fp32 ONNX "
-                          f"(tolerance {config.tolerance:.2f}); serving fp32")
+            reason = int8_rejection(metrics["onnx_fp32"], metrics["onnx_int8"], metric, config.tolerance)
+            if reason:
                 log.warning("int8 rejected", reason=reason)
                 (staged / variant).unlink()
             else:
@@ -173,12 +197,29 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
             ),
             providers=providers or ["CUDAExecutionProvider", "CPUExecutionProvider"],
             metrics=metrics,
-            training={k: record[k] for k in ("hyperparameters", "best_epoch", "device", "precision", "freeze",
-                                             "seconds", "examples_per_second") if k in record},
+            training={
+                k: record[k]
+                for k in (
+                    "hyperparameters",
+                    "best_epoch",
+                    "device",
+                    "precision",
+                    "freeze",
+                    "seconds",
+                    "examples_per_second",
+                )
+                if k in record
+            },
             package_versions=_versions(),
         )
         version = store.publish(config.name, staged, manifest, serve_if_first=config.serve_if_first)
     path = store.root / config.name / str(version)
-    log.info("exported", name=config.name, version=version, served=served, seconds=round(time.monotonic() - started, 1),
-             **{f"{k}_{metric}": v.get(metric) for k, v in metrics.items()})
+    log.info(
+        "exported",
+        name=config.name,
+        version=version,
+        served=served,
+        seconds=round(time.monotonic() - started, 1),
+        **{f"{k}_{metric}": v.get(metric) for k, v in metrics.items()},
+    )
     return ExportResult(config.name, version, path, store.open_version(config.name, version).manifest)

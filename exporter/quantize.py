@@ -13,6 +13,8 @@ In each int8 mode the task head (classifier, pooler) stays in fp32: it is tiny a
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import platform
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,7 +24,6 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
 from onnxruntime.quantization import quantize_static as ort_quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
-
 from tuneserve.encoding import Row, pad
 
 INT8_FILE = "model_int8.onnx"
@@ -45,6 +46,18 @@ def cpu_isa() -> str:
     return "avx2"
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantizer logs one INFO line per tensor on the root logger; keep warnings only."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def head_nodes(model_path: Path) -> list[str]:
     """Names of the task-head nodes (kept in fp32)."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -61,15 +74,23 @@ def quantize_dynamic(folder: Path, source: str = "model.onnx") -> tuple[str, str
         is_static=False, per_channel=True, nodes_to_exclude=head_nodes(folder / source)
     )
     quantizer = ORTQuantizer.from_pretrained(folder, file_name=source)
-    quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix="int8")
+    with _quiet():
+        quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix="int8")
     return INT8_FILE, f"dynamic int8 (Optimum ORTQuantizer, {isa} config, per-channel, head in fp32)"
 
 
 class _Calibration(CalibrationDataReader):
+    """Feeds the calibration rows in batches of 16, all padded to one width: the calibrators stack
+    activations across batches and need equal shapes (a short last batch is dropped)."""
+
     def __init__(self, rows: Sequence[Row], input_names: set[str], pad_id: int) -> None:
-        self._batches: Iterator[dict[str, np.ndarray]] = (
-            {k: v for k, v in pad([r], pad_id).items() if k in input_names} for r in rows
-        )
+        width = max(len(r.ids) for r in rows)
+        filler = Row([pad_id] * width, [0] * width, [None] * width)
+        batches = []
+        for start in range(0, max(1, len(rows) - len(rows) % 16), 16):
+            feeds = pad([*rows[start : start + 16], filler], pad_id)
+            batches.append({k: v[:-1] for k, v in feeds.items() if k in input_names})
+        self._batches: Iterator[dict[str, np.ndarray]] = iter(batches)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -83,19 +104,20 @@ def quantize_static(
     quant_pre_process(str(folder / source), str(prepared), skip_symbolic_shape=True)
     names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
     try:
-        ort_quantize_static(
-            str(prepared),
-            str(folder / INT8_FILE),
-            _Calibration(calibration, names, pad_id),
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            nodes_to_exclude=head_nodes(prepared),
-            calibrate_method=CalibrationMethod.Percentile,
-            extra_options={"CalibPercentile": 99.99, "MatMulConstBOnly": True},
-        )
+        with _quiet():
+            ort_quantize_static(
+                str(prepared),
+                str(folder / INT8_FILE),
+                _Calibration(calibration, names, pad_id),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=["MatMul", "Gemm"],
+                nodes_to_exclude=head_nodes(prepared),
+                calibrate_method=CalibrationMethod.Percentile,
+                extra_options={"CalibPercentile": 99.99, "MatMulConstBOnly": True},
+            )
     finally:
         prepared.unlink(missing_ok=True)
     return INT8_FILE, (

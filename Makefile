@@ -1,0 +1,42 @@
+# Two commands for a fresh machine:  `make run` (install, build the demo models, serve) and `make test`.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV_NO_EDITABLE := 1
+EXTRAS ?= --extra serve --extra train
+MODEL_ROOT ?= models
+PYTEST_ARGS ?=
+
+.PHONY: install run demo test lint proto proto-check bench-quality bench-serve
+
+install:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --locked $(EXTRAS)
+
+demo: install
+	.venv/bin/tuneserve demo --model-root $(MODEL_ROOT)
+
+run: demo
+	.venv/bin/tuneserve serve --model-root $(MODEL_ROOT)
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+test: lint
+	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+proto: install
+	PYTHON=.venv/bin/python proto/generate.sh
+
+# Generated code must match the .proto files, and the contract must pass buf's lint.
+proto-check: proto
+	git diff --exit-code -- proto/gen
+	test -z "$$(git status --porcelain -- proto/gen)"
+	cd proto && npx --yes @bufbuild/buf@1.75.0 lint
+	cd proto && npx --yes @bufbuild/buf@1.75.0 format -d --exit-code
+
+bench-quality: install
+	.venv/bin/python benchmarks/quality.py
+
+bench-serve: install
+	.venv/bin/python benchmarks/serve.py

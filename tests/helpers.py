@@ -1,0 +1,23 @@
+"""Helpers shared by the tests (importable: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def run_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tuneserve`` command in a real process."""
+    cmd = [sys.executable, "-m", "tuneserve.cli", "--log-format", "json", *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    return result
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
