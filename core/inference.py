@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from tuneserve.encoding import Row, load_tokenizer, pad
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import structlog
+
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
 from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
@@ -121,12 +122,16 @@ def _calibration_rows(folder: Path, record: dict, size: int):
     return encode_texts(tokenizer, [ex.text for ex in texts[::step][:size]])
 
 
-def int8_rejection(fp32: dict[str, float], int8: dict[str, float], metric: str, tolerance: float) -> str | None:
+def int8_rejection(
+    fp32: dict[str, float], int8: dict[str, float], metric: str, tolerance: float
+) -> str | None:
     """Why int8 must not be served (it lost more than ``tolerance`` points), or None."""
     loss = 100 * (fp32[metric] - int8[metric])
     if loss <= tolerance:
         return None
-    return f"int8 lost {loss:.2f} points of {metric} against fp32 ONNX (tolerance {tolerance:.2f}); serving fp32"
+    return (
+        f"int8 lost {loss:.2f} points of {metric} against fp32 ONNX (tolerance {tolerance:.2f}); serving fp32"
+    )
 
 
 def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> ExportResult:

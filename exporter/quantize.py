@@ -24,6 +24,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
 from onnxruntime.quantization import quantize_static as ort_quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
+
 from tuneserve.encoding import Row, pad
 
 INT8_FILE = "model_int8.onnx"

@@ -14,6 +14,7 @@ import inspect
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import structlog
 import torch
+from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -37,6 +39,7 @@ from transformers import (
     set_seed,
 )
 from transformers.utils import logging as hf_logging
+
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
 from tuneserve.trainer import data as datasets
 from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner, gold_matrix
@@ -175,13 +178,27 @@ class _EvalTrainer(Trainer):
 class _Reporter(TrainerCallback):
     """Turns Trainer events into Progress reports, history entries and cancellation."""
 
-    def __init__(self, on_progress: ProgressFn, should_cancel: CancelFn) -> None:
-        self.on_progress, self.should_cancel = on_progress, should_cancel
+    def __init__(self, on_progress: ProgressFn, should_cancel: CancelFn, bar: bool) -> None:
+        self.on_progress, self.should_cancel, self.show_bar = on_progress, should_cancel, bar
+        self.bar: tqdm | None = None
         self.loss: float | None = None
         self.losses: list[tuple[int, float]] = []
         self.history: list[dict[str, Any]] = []
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # Our own bar on stderr: the Trainer's prints its log dicts to stdout, which carries the result.
+        self.bar = tqdm(
+            total=state.max_steps, desc="training", unit="step", file=sys.stderr, disable=not self.show_bar
+        )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.bar:
+            self.bar.close()
+
     def on_step_end(self, args, state, control, **kwargs):
+        if self.bar:
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=f"{state.epoch or 0:.2f}", loss=self.loss)
         if self.should_cancel():
             raise Cancelled("training was cancelled")
         self.on_progress(
@@ -342,10 +359,10 @@ def train(
         fp16=device.type == "cuda" and not amp_bf16,
         use_cpu=device.type == "cpu",
         report_to=[],
-        disable_tqdm=not config.progress_bar,
+        disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    reporter = _Reporter(on_progress, should_cancel)
+    reporter = _Reporter(on_progress, should_cancel, config.progress_bar)
     callbacks: list[TrainerCallback] = [reporter]
     if config.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from helpers import FIXTURES, last_json, run_cli
 from tuneserve.trainer.progress import Cancelled, Progress
 from tuneserve.trainer.train import BaseModelError, TrainConfig, resolve_base, train
@@ -109,7 +110,7 @@ def test_progress_reports_and_cancel(tiny_base: Path, tmp_path: Path) -> None:
 
 def test_hub_id_offline_fails_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BaseModelError, match="not a local folder.*offline"):
+    with pytest.raises(BaseModelError, match=r"not a local folder.*offline"):
         resolve_base("some-org/not-here")
     with pytest.raises(BaseModelError, match="does not exist"):
         resolve_base("./missing-folder")

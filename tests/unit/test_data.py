@@ -4,6 +4,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+
 from tuneserve.trainer.data import (
     DataError,
     TextExample,

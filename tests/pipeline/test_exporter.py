@@ -1,0 +1,154 @@
+"""Export to ONNX: manifest, checksums, quality re-measured through ORT, atomic writes, int8 modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import FIXTURES, last_json, run_cli
+from tuneserve.encoding import encode_texts
+from tuneserve.exporter.export import ExportConfig, export, int8_rejection
+from tuneserve.inference import OnnxModel
+from tuneserve.repository import ModelNotFoundError, ModelStore
+from tuneserve.trainer.data import DataError
+
+TEXTS = ["the movie was great", "our dinner was awful and the service slow", "ok", "a joy " * 20]
+
+
+def _torch_logits(checkpoint: Path, texts: list[str]) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            feeds = tok(text, return_tensors="pt", truncation=True, max_length=32)
+            out.append(model(**feeds).logits[0].numpy())
+    return np.stack(out)
+
+
+def test_manifest_records_everything(model_store: Path) -> None:
+    store = ModelStore(model_store)
+    assert store.models() == ["tiny-ner", "tiny-sentiment", "tiny-sentiment-int8"]
+    m = store.open_version("tiny-sentiment-int8").manifest
+    assert (m.name, m.version, m.task, m.labels, m.max_length) == (
+        "tiny-sentiment-int8",
+        1,
+        "classification",
+        ["negative", "positive"],
+        32,
+    )
+    assert m.onnx_file == "model_int8.onnx" and m.quantization.served == "int8-dynamic"
+    assert {"torch", "onnx_fp32", "onnx_int8", "served"} <= set(m.metrics)
+    assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "config.json", "training.json"} <= set(m.files)
+    assert all(len(digest) == 64 for digest in m.files.values())
+    assert {"torch", "transformers", "onnxruntime", "optimum"} <= set(m.package_versions)
+    assert m.training["hyperparameters"]["learning_rate"] == 1e-3
+    ner = store.open_version("tiny-ner").manifest
+    assert ner.task == "ner" and ner.labels[0] == "O" and "entity_f1" in ner.metrics["onnx_fp32"]
+
+
+def test_onnx_matches_pytorch(model_store: Path, trained: dict[str, Path]) -> None:
+    expected = _torch_logits(trained["classification"], TEXTS)
+    fp32 = ModelStore(model_store).open_version("tiny-sentiment")
+    model = OnnxModel(fp32.path, fp32.manifest.onnx_file, 32)
+    got = np.stack([model.logits(encode_texts(model.tokenizer, [t]))[0] for t in TEXTS])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    int8 = ModelStore(model_store).open_version("tiny-sentiment-int8")
+    qmodel = OnnxModel(int8.path, int8.manifest.onnx_file, 32)
+    qgot = np.stack([qmodel.logits(encode_texts(qmodel.tokenizer, [t]))[0] for t in TEXTS])
+    np.testing.assert_allclose(qgot, expected, atol=0.05)
+
+
+def test_fp32_metrics_equal_torch_metrics(model_store: Path) -> None:
+    for name in ("tiny-sentiment", "tiny-ner"):
+        metrics = ModelStore(model_store).open_version(name).manifest.metrics
+        for key, value in metrics["torch"].items():
+            assert metrics["onnx_fp32"][key] == pytest.approx(value, abs=1e-6), (name, key)
+
+
+def test_static_int8_is_batch_invariant(trained: dict[str, Path], tmp_path: Path) -> None:
+    result = export(
+        ExportConfig(
+            checkpoint=trained["classification"],
+            model_root=tmp_path,
+            name="s",
+            int8_mode="static",
+            tolerance=100,
+        )
+    )
+    assert result.manifest.quantization.served == "int8-static"
+    model = OnnxModel(result.path, result.manifest.onnx_file, 32)
+    rows = encode_texts(model.tokenizer, TEXTS)
+    alone = np.stack([model.logits([r])[0] for r in rows])
+    together = model.logits(rows)
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_int8_rejection_rule() -> None:
+    assert int8_rejection({"accuracy": 0.90}, {"accuracy": 0.895}, "accuracy", 1.0) is None
+    reason = int8_rejection({"accuracy": 0.90}, {"accuracy": 0.88}, "accuracy", 1.0)
+    assert reason and "lost 2.00 points" in reason and "serving fp32" in reason
+
+
+def test_failed_export_leaves_nothing(trained: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "valid.tsv"
+    bad.write_text("text\tlabel\nfine\tpositive\nodd\tneutral\n")
+    with pytest.raises(DataError, match="neutral"):
+        export(
+            ExportConfig(
+                checkpoint=trained["classification"], model_root=tmp_path / "m", name="x", validation=bad
+            )
+        )
+    assert ModelStore(tmp_path / "m").versions("x") == []
+    assert not list((tmp_path / "m" / "x").glob(".tmp-*"))
+
+
+def test_killed_export_leaves_nothing_loadable(trained: dict[str, Path], tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    cmd = [
+        sys.executable,
+        "-m",
+        "tuneserve.cli",
+        "export",
+        str(trained["classification"]),
+        "--model-root",
+        str(root),
+        "--name",
+        "k",
+        "--int8-mode",
+        "static",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(root.glob("k/.tmp-*/model.onnx")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    store = ModelStore(root)
+    assert store.versions("k") == []
+    with pytest.raises(ModelNotFoundError):
+        store.open_version("k")
+    assert len(store.clean()) == 1
+
+
+def test_export_cli_prints_the_version(trained: dict[str, Path], tmp_path: Path) -> None:
+    out = last_json(
+        run_cli(
+            "export", trained["ner"], "--model-root", tmp_path, "--name", "n", "--quantize", "fp16"
+        ).stdout
+    )
+    assert out["version"] == 1 and out["onnx_file"] == "model_fp16.onnx"
+    manifest = json.loads((tmp_path / "n" / "1" / "manifest.json").read_text())
+    assert manifest["providers"][0] == "CUDAExecutionProvider"
+    assert FIXTURES.exists()
