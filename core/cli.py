@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -16,7 +18,25 @@ def _opt(*decls: str, env: str, **kwargs):
     return click.option(*decls, envvar=f"TUNESERVE_{env}", show_envvar=True, show_default=True, **kwargs)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _LazyGroup(click.Group):
+    """Loads commands that live with their component only when called, so ``tuneserve serve`` never
+    imports the trainer (torch) and ``tuneserve train`` never imports the server (gRPC)."""
+
+    lazy: ClassVar[dict[str, str]] = {"serve": "tuneserve.server.cli:serve"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            module, attr = self.lazy[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @_opt(
     "--log-level",
     env="LOG_LEVEL",

@@ -19,8 +19,8 @@ DATA = Path(__file__).parent / "demo_data"
 
 # name -> (task, training file, validation file, epochs, max length, learning rate)
 DEMOS: dict[str, tuple[str, str, str, float, int, float]] = {
-    "sentiment": ("classification", "sentiment/train.tsv", "sentiment/validation.tsv", 3, 64, 1e-4),
-    "ner": ("ner", "ner/train.conll", "ner/validation.conll", 4, 64, 1e-4),
+    "sentiment": ("classification", "sentiment/train.tsv", "sentiment/validation.tsv", 2, 64, 1e-4),
+    "ner": ("ner", "ner/train.conll", "ner/validation.conll", 3, 64, 1e-4),
 }
 
 

@@ -197,8 +197,8 @@ class _Reporter(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar:
+            self.bar.set_postfix(epoch=f"{state.epoch or 0:.2f}", loss=self.loss, refresh=False)
             self.bar.update(1)
-            self.bar.set_postfix(epoch=f"{state.epoch or 0:.2f}", loss=self.loss)
         if self.should_cancel():
             raise Cancelled("training was cancelled")
         self.on_progress(
