@@ -89,6 +89,7 @@ class _Evaluator:
                 label_column=hyper["label_column"],
                 multi_label=record["multi_label"],
             )
+        datasets.check_validation_labels(validation, self.examples, record["labels"])
 
     def __call__(self, onnx_file: str, providers: list[str] | None = None) -> dict[str, float]:
         r = self.record

@@ -1,0 +1,291 @@
+"""Serving benchmark: bare ONNX Runtime against the live gRPC server, on the same model and texts.
+
+    python benchmarks/serve.py [--model-root models] [--model sentiment] [--out benchmarks/results/serve.json]
+
+For each variant of one exported classification model (int8 as exported, and its fp32 ONNX file):
+
+- bare ONNX Runtime in this process (tokenize + run + softmax): batch 1 (p50, p99 per text, texts/s) and
+  batch 32 (p50, p99 per batch, texts/s);
+- the server (``python -m tuneserve.server``, a separate process) over gRPC, one text per call, at
+  concurrency 1, 8 and 32 (p50, p99 per call, calls/s), from a Python grpc.aio load generator;
+- cold start: process start until health reports SERVING; server RSS after loading and its peak.
+
+Texts: sentences of ../shared/data/sst2/test.tsv and ../shared/data/conll2003/test.txt (both sets, the
+same for every measurement). The figures are written as JSON, with the targets of issue 3 evaluated.
+Nothing here asserts: it measures. Both sides use the same intra-op thread setting (default: all cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tuneserve.encoding import encode_texts
+from tuneserve.inference import OnnxModel
+from tuneserve.repository import ModelStore
+from tuneserve.server.tasks import classify
+from tuneserve.v1 import inference_pb2, inference_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def load_texts(data: Path, limit: int) -> list[str]:
+    texts: list[str] = []
+    with (data / "sst2" / "test.tsv").open(encoding="utf-8") as f:
+        next(f)
+        texts += [line.split("\t")[0].strip() for line in f if line.strip()]
+    words: list[str] = []
+    for line in (data / "conll2003" / "test.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("-DOCSTART-"):
+            if words:
+                texts.append(" ".join(words))
+            words = []
+        else:
+            words.append(line.split()[0])
+    texts = [t for t in texts if t]
+    rng = np.random.default_rng(0)
+    rng.shuffle(texts)  # type: ignore[arg-type]
+    return texts[:limit]
+
+
+def stats(seconds: list[float], items: int, elapsed: float) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "per_second": round(items / elapsed, 1),
+        "n": len(seconds),
+    }
+
+
+def bare(
+    folder: Path, onnx_file: str, max_length: int, labels: list[str], texts: list[str], threads: int
+) -> dict[str, Any]:
+    model = OnnxModel(folder, onnx_file, max_length, intra_op_threads=threads)
+
+    def run(batch: list[str]) -> None:
+        rows = encode_texts(model.tokenizer, batch)
+        classify.postprocess(model.logits(rows), rows, labels, False)
+
+    for i in range(0, 64, 8):  # warm up
+        run(texts[i : i + 8])
+    out: dict[str, Any] = {}
+    for size in (1, 32):
+        batches = [texts[i : i + size] for i in range(0, len(texts) - size + 1, size)]
+        seconds = []
+        start = time.perf_counter()
+        for batch in batches:
+            t0 = time.perf_counter()
+            run(batch)
+            seconds.append(time.perf_counter() - t0)
+        out[f"batch{size}"] = stats(seconds, len(batches) * size, time.perf_counter() - start)
+    return out
+
+
+class Server:
+    def __init__(self, model_root: Path, threads: int) -> None:
+        self.started = time.perf_counter()
+        cmd = [
+            sys.executable,
+            "-m",
+            "tuneserve.server",
+            "--model-root",
+            str(model_root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--intra-op-threads",
+            str(threads),
+        ]
+        env = {**os.environ, "TUNESERVE_LOG_LEVEL": "info"}
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if '"listening"' in line:
+                self.port = json.loads(line)["port"]
+                break
+        else:
+            raise RuntimeError(f"server did not start (exit {self.proc.wait()})")
+        channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        health = health_pb2_grpc.HealthStub(channel)
+        while (
+            health.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+            != health_pb2.HealthCheckResponse.SERVING
+        ):
+            time.sleep(0.005)
+        self.cold_start_s = time.perf_counter() - self.started
+        channel.close()
+        self._logs = threading.Thread(target=self.proc.stderr.read, daemon=True)  # keep the pipe flowing
+        self._logs.start()
+
+    def rss_mb(self) -> dict[str, float]:
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        fields = {
+            line.split(":")[0]: line.split()[1] for line in status.splitlines() if line.startswith("Vm")
+        }
+        return {
+            "rss_mb": round(int(fields["VmRSS"]) / 1024, 1),
+            "peak_rss_mb": round(int(fields["VmHWM"]) / 1024, 1),
+        }
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        code = self.proc.wait(60)
+        self._logs.join(10)
+        return code
+
+
+async def load(port: int, model: str, texts: list[str], concurrency: int, seconds: float) -> dict[str, float]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
+        for text in texts[:50]:  # warm up the connection and the model
+            await stub.Classify(inference_pb2.ClassifyRequest(model=model, texts=[text]))
+        latencies: list[float] = []
+        stop_at = time.perf_counter() + seconds
+
+        async def worker(k: int) -> None:
+            i = k
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                await stub.Classify(inference_pb2.ClassifyRequest(model=model, texts=[texts[i % len(texts)]]))
+                latencies.append(time.perf_counter() - t0)
+                i += concurrency
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+        return stats(latencies, len(latencies), time.perf_counter() - start)
+
+
+def variants(store: ModelStore, name: str, root: Path) -> dict[str, tuple[str, str]]:
+    """A store under ``root`` with the model twice: as exported (int8) and its fp32 ONNX file."""
+    version = store.open_version(name)
+    m = version.manifest
+    bench = ModelStore(root)
+    out = {}
+    for label, onnx_file, quant in [
+        ("int8", m.onnx_file, m.quantization.served),
+        ("fp32", "model.onnx", "none"),
+    ]:
+        if label == "int8" and not quant.startswith("int8"):
+            continue
+        with bench.staging(f"bench-{label}") as staged:
+            for f in m.files:
+                (staged / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(version.path / f, staged / f)
+            manifest = m.model_copy(
+                update={
+                    "onnx_file": onnx_file,
+                    "quantization": m.quantization.model_copy(update={"served": quant}),
+                }
+            )
+            bench.publish(f"bench-{label}", staged, manifest)
+        out[label] = (f"bench-{label}", onnx_file)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-root", type=Path, default=ROOT / "models")
+    parser.add_argument("--model", default="sentiment", help="A classification model in the store.")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--texts", type=int, default=1024, help="How many texts to use.")
+    parser.add_argument("--seconds", type=float, default=8.0, help="Duration of each server load level.")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)."
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    args = parser.parse_args()
+    store = ModelStore(args.model_root)
+    if store.serving_version(args.model) is None:
+        sys.exit(
+            f"no model {args.model!r} under {args.model_root}: build the demo models with "
+            f"`tuneserve demo --model-root {args.model_root}` (a few minutes), or pass --model-root/--model"
+        )
+    texts = load_texts(args.data, args.texts)
+    manifest = store.open_version(args.model).manifest
+    figures: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+        },
+        "model": {
+            "name": args.model,
+            "version": manifest.version,
+            "base_model": manifest.base_model,
+            "max_length": manifest.max_length,
+        },
+        "texts": {"count": len(texts), "mean_chars": round(float(np.mean([len(t) for t in texts])), 1)},
+        "variants": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="tuneserve-bench-") as tmp:
+        for label, (name, onnx_file) in variants(store, args.model, Path(tmp)).items():
+            print(f"[{label}] bare ONNX Runtime", file=sys.stderr)
+            version = ModelStore(tmp).open_version(name)
+            result: dict[str, Any] = {
+                "bare": bare(
+                    version.path, onnx_file, manifest.max_length, manifest.labels, texts, args.threads
+                )
+            }
+            print(f"[{label}] server", file=sys.stderr)
+            server = Server(Path(tmp), args.threads)
+            result["cold_start_s"] = round(server.cold_start_s, 3)
+            result["rss_after_start"] = server.rss_mb()
+            result["server"] = {}
+            for c in (1, 8, 32):
+                result["server"][f"c{c}"] = asyncio.run(load(server.port, name, texts, c, args.seconds))
+                print(f"[{label}] c={c}: {result['server'][f'c{c}']}", file=sys.stderr)
+            result["rss_after_load"] = server.rss_mb()
+            result["server_exit_code"] = server.stop()
+            result["targets"] = targets(result)
+            figures["variants"][label] = result
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+
+
+def targets(r: dict[str, Any]) -> dict[str, Any]:
+    """Issue 3's CPU targets, measured against this run's bare figures."""
+    c1_ratio = r["server"]["c1"]["p50_ms"] / r["bare"]["batch1"]["p50_ms"]
+    c32_ratio = r["server"]["c32"]["per_second"] / r["bare"]["batch32"]["per_second"]
+    peak = r["rss_after_load"]["peak_rss_mb"]
+    return {
+        "c1_p50_over_bare_batch1_p50": {
+            "value": round(c1_ratio, 2),
+            "target": "<= 1.25",
+            "met": c1_ratio <= 1.25,
+        },
+        "c32_throughput_over_bare_batch32": {
+            "value": round(c32_ratio, 2),
+            "target": ">= 0.9",
+            "met": c32_ratio >= 0.9,
+        },
+        "cold_start_s": {"value": r["cold_start_s"], "target": "< 3", "met": r["cold_start_s"] < 3},
+        "peak_rss_mb": {"value": peak, "target": "< 500", "met": peak < 500},
+    }
+
+
+if __name__ == "__main__":
+    main()

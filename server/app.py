@@ -1,0 +1,165 @@
+"""Wiring of the gRPC server, and its life: start, load, serve, drain, stop.
+
+Start-up: the port is bound and health answers NOT_SERVING at once; the serving version of every model is
+then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Two log
+lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M}`` and, once ready,
+``{"event": "serving", ...}`` with the same fields.
+
+SIGTERM (or SIGINT): health flips to NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
+``grace_period_s`` to finish, then the server stops and ``run`` returns 0. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from tuneserve.repository import ModelStore
+from tuneserve.server import reflection
+from tuneserve.server.catalog import Catalog
+from tuneserve.server.dataplane import DataPlane
+from tuneserve.server.interceptors import ServerInterceptor, Traffic
+from tuneserve.server.metrics import Metrics, MetricsServer
+from tuneserve.server.registry import ModelRegistry
+from tuneserve.server.servicer import InferenceServicer, ModelServicer, TrainingServicer
+from tuneserve.server.settings import Settings
+from tuneserve.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
+
+log = structlog.get_logger("tuneserve.server")
+
+INFERENCE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
+MODEL = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
+TRAINING = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
+# Services that report SERVING once the models are loaded; TrainingService stays NOT_SERVING (unimplemented).
+READY_SERVICES = ("", INFERENCE, MODEL)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class App:
+    """One server process: build with settings, then ``await run()``."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.store = ModelStore(settings.model_root)
+        self.models = ModelRegistry(self.store, settings, self.metrics)
+        self.traffic = Traffic()
+        self.health = health.aio.HealthServicer()
+        self.stopping = asyncio.Event()
+        self.port = 0
+        self.metrics_port = 0
+        self._metrics_server: MetricsServer | None = None
+        self._server = grpc.aio.server(
+            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names)],
+            options=[
+                ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        dataplane = DataPlane(self.models, settings.limits)
+        inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            InferenceServicer(dataplane, settings.max_stream_in_flight), self._server
+        )
+        model_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelServicer(Catalog(self.store, self.models)), self._server
+        )
+        training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable(self._server, [INFERENCE, MODEL, TRAINING, health.SERVICE_NAME])
+
+    async def start(self) -> None:
+        """Bind the ports and start answering (health: NOT_SERVING until ``load`` is done)."""
+        started = time.perf_counter()
+        self._started = started
+        for service in (*READY_SERVICES, TRAINING):
+            await self.health.set(service, NOT_SERVING)
+        address = f"{self.settings.host}:{self.settings.port}"
+        try:
+            self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} (is the port in use?): {exc}") from exc
+        self._metrics_server = MetricsServer(
+            self.metrics.registry, self.settings.metrics_host, self.settings.metrics_port
+        )
+        self.metrics_port = self._metrics_server.port
+        await self._server.start()
+        log.info("listening", port=self.port, metrics_port=self.metrics_port, model_root=str(self.store.root))
+
+    async def load(self) -> None:
+        """Load and warm every model's serving version, then report SERVING."""
+        await self.models.load_all()
+        for service in READY_SERVICES:
+            await self.health.set(service, SERVING)
+        log.info(
+            "serving",
+            port=self.port,
+            metrics_port=self.metrics_port,
+            models=self.models.names(),
+            startup_s=round(time.perf_counter() - self._started, 3),
+        )
+
+    async def drain(self) -> None:
+        """Refuse new calls, let those in flight finish within the grace period, then stop."""
+        grace = self.settings.grace_period_s
+        log.info("draining", in_flight=self.traffic.in_flight, grace_period_s=grace)
+        self.traffic.draining = True
+        await self.health.enter_graceful_shutdown()
+        finished = await self.traffic.wait_idle(grace)
+        await self._server.stop(grace=0.5 if finished else 0)
+        await self.models.close()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+        log.info("stopped", in_flight_cut=0 if finished else self.traffic.in_flight)
+
+    async def run(self) -> int:
+        """Serve until SIGTERM or SIGINT (or ``stopping`` is set); return the exit status."""
+        await self.start()
+        self._install_signal_handlers()
+        loading = asyncio.ensure_future(self.load())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([loading, stop], return_when=asyncio.FIRST_COMPLETED)
+        if loading.done() and loading.exception() is not None:
+            stop.cancel()
+            await self._server.stop(0)
+            raise loading.exception()  # type: ignore[misc]
+        await stop
+        if not loading.done():
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+        await self.drain()
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_signal(sig: signal.Signals) -> None:
+            if self.stopping.is_set():
+                log.warning("second signal: stopping now", signal=sig.name)
+                self.traffic.stop_waiting()
+                return
+            log.info("signal", signal=sig.name)
+            self.stopping.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def serve(settings: Settings) -> int:
+    return await App(settings).run()

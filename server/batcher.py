@@ -1,0 +1,266 @@
+"""``Batcher``: merges already-tokenized rows from concurrent callers into ONNX Runtime runs.
+
+One per loaded model version. Callers ``submit`` rows and await their own results; a single worker task
+takes rows from the queue in arrival order and runs them together, bounded by:
+
+- ``max_batch_size`` rows and ``max_batch_tokens`` padded tokens (rows x longest row; a row longer than
+  the budget runs alone),
+- ``max_wait_us``: while the model is busy, the oldest queued row may wait this long for company. A
+  request reaching an idle model (empty queue, no run in progress) runs at once: the window never costs
+  a lone request anything. Under load, rows queue up during a run and the next run takes them all.
+
+ORT runs in a dedicated thread, off the event loop. Admission is bounded: beyond ``max_queue`` rows queued
+or running, ``submit`` raises ``Overloaded`` at once with retry advice. Rows whose caller went away or
+whose deadline passed while queued are dropped, never computed. If a run fails, its rows are re-run one
+by one so that the error belongs to the row that caused it and the other callers still get results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from tuneserve.encoding import Row
+from tuneserve.server.errors import DeadlineExceeded, ModelNotReady, Overloaded
+from tuneserve.server.settings import BatchSettings
+
+RunFn = Callable[[Sequence[Row]], np.ndarray]
+
+
+class BatchObserver(Protocol):
+    """Where the batcher reports what it does (``metrics.py`` implements it)."""
+
+    def queue_depth(self, rows: int) -> None: ...
+
+    def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None: ...
+
+    def dropped(self, reason: str, rows: int) -> None: ...
+
+
+class NullObserver:
+    def queue_depth(self, rows: int) -> None:
+        pass
+
+    def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None:
+        pass
+
+    def dropped(self, reason: str, rows: int) -> None:
+        pass
+
+
+@dataclass(eq=False)
+class _Item:
+    row: Row
+    future: asyncio.Future[np.ndarray]
+    enqueued: float  # loop.time()
+    deadline: float | None  # loop.time(); None: no deadline
+
+
+class Batcher:
+    """Dynamic batching for one model version (see the module docstring)."""
+
+    def __init__(
+        self,
+        run: RunFn,
+        settings: BatchSettings,
+        *,
+        label: str = "model",
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self._run = run
+        self.settings = settings
+        self.label = label
+        self._observer: BatchObserver = observer or NullObserver()
+        self._queue: deque[_Item] = deque()
+        self._wakeup = asyncio.Event()
+        self._pending = 0  # rows admitted and not finished (queued or running)
+        self._closed = False
+        self._batch_seconds = 0.0  # moving average of one run, for retry advice
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{label}")
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def start(self) -> None:
+        if self._worker is None:
+            self._worker = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.label}")
+
+    def check_capacity(self, rows: int) -> None:
+        """Raise ``Overloaded`` now if ``rows`` more would not be admitted (a cheap early check)."""
+        if self._closed:
+            raise ModelNotReady(f"{self.label} is being unloaded; retry (version 0 gets the serving version)")
+        if self._pending and self._pending + rows > self.settings.max_queue:
+            raise Overloaded(self._overloaded_message(rows))
+
+    async def submit(self, rows: Sequence[Row], deadline: float | None = None) -> list[np.ndarray]:
+        """Queue ``rows`` and return their outputs in order: ``[labels]`` or ``[tokens, labels]`` each.
+
+        ``deadline`` is in ``loop.time()`` terms. Raises ``Overloaded`` when the queue is full,
+        ``DeadlineExceeded`` when the deadline passes before the rows run, or the run's error.
+        """
+        self.check_capacity(len(rows))
+        self.start()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        items = [_Item(row, loop.create_future(), now, deadline) for row in rows]
+        self._pending += len(items)
+        for item in items:
+            item.future.add_done_callback(self._release)
+        self._queue.extend(items)
+        self._observer.queue_depth(len(self._queue))
+        self._wakeup.set()
+        futures = [item.future for item in items]
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+                elif not f.cancelled():
+                    f.exception()  # retrieved: no "exception was never retrieved" noise
+            raise
+
+    async def close(self, timeout: float = 30.0) -> None:
+        """Refuse new rows, let queued and running ones finish (up to ``timeout``), then stop the worker."""
+        self._closed = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._pending:
+                    await asyncio.sleep(0.005)
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(
+                    ModelNotReady(f"{self.label} was unloaded before this text ran; retry")
+                )
+        self._queue.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self, _: asyncio.Future[np.ndarray]) -> None:
+        self._pending -= 1
+
+    def _overloaded_message(self, rows: int) -> str:
+        batches = math.ceil((self._pending + rows) / self.settings.max_batch_size)
+        wait_ms = max(1, round(batches * self._batch_seconds * 1000))
+        return (
+            f"{self.label} is overloaded: {self._pending} rows (texts, or windows of long texts) are queued "
+            f"or running and {rows} more would pass the queue limit of {self.settings.max_queue}; retry in "
+            f"about {wait_ms} ms with exponential backoff (or send fewer texts per call)"
+        )
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        just_ran = False  # False: the model is idle, so what is queued runs at once
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                just_ran = False
+            if just_ran and self.settings.max_wait_us:
+                await self._fill(loop)
+            batch = self._take(loop.time())
+            just_ran = bool(batch)
+            if batch:
+                await self._execute(loop, batch)
+
+    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait for more rows until the batch is full or the oldest row has waited ``max_wait_us``."""
+        until = self._queue[0].enqueued + self.settings.max_wait_us / 1e6
+        while len(self._queue) < self.settings.max_batch_size:
+            delay = until - loop.time()
+            if delay <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
+
+    def _take(self, now: float) -> list[_Item]:
+        batch: list[_Item] = []
+        width = 0
+        expired = 0
+        while self._queue and len(batch) < self.settings.max_batch_size:
+            item = self._queue[0]
+            if item.future.done():  # the caller went away (cancelled, or another of its rows failed)
+                self._queue.popleft()
+                self._observer.dropped("cancelled", 1)
+                continue
+            if item.deadline is not None and item.deadline <= now:
+                self._queue.popleft()
+                expired += 1
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        f"the call's deadline passed after {now - item.enqueued:.3f} s in the queue of "
+                        f"{self.label}, before it could run; allow a longer deadline or retry when the "
+                        "server is less busy"
+                    )
+                )
+                continue
+            new_width = max(width, len(item.row.ids))
+            if batch and new_width * (len(batch) + 1) > self.settings.max_batch_tokens:
+                break
+            self._queue.popleft()
+            batch.append(item)
+            width = new_width
+        if expired:
+            self._observer.dropped("deadline", expired)
+        self._observer.queue_depth(len(self._queue))
+        return batch
+
+    async def _execute(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        rows = [item.row for item in batch]
+        start = loop.time()
+        waits = [start - item.enqueued for item in batch]
+        t0 = time.perf_counter()
+        try:
+            out = await loop.run_in_executor(self._executor, self._run, rows)
+        except Exception as exc:
+            if len(batch) == 1:
+                _resolve(batch[0], exc=exc)
+            else:
+                await self._execute_singly(loop, batch)
+            return
+        seconds = time.perf_counter() - t0
+        self._batch_seconds = (
+            seconds if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * seconds
+        )
+        self._observer.batch(len(batch), sum(len(r.ids) for r in rows), waits, seconds)
+        for i, item in enumerate(batch):
+            _resolve(item, out[i, : len(item.row.ids)] if out.ndim == 3 else out[i])
+
+    async def _execute_singly(self, loop: asyncio.AbstractEventLoop, batch: list[_Item]) -> None:
+        for item in batch:
+            if item.future.done():
+                continue
+            try:
+                out = await loop.run_in_executor(self._executor, self._run, [item.row])
+            except Exception as exc:
+                _resolve(item, exc=exc)
+            else:
+                _resolve(item, out[0, : len(item.row.ids)] if out.ndim == 3 else out[0])
+
+
+def _resolve(item: _Item, value: np.ndarray | None = None, *, exc: BaseException | None = None) -> None:
+    if item.future.done():
+        return
+    if exc is not None:
+        item.future.set_exception(exc)
+    else:
+        assert value is not None
+        item.future.set_result(value)

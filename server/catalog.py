@@ -1,0 +1,132 @@
+"""What ModelService reports: the models in the store, their kept versions, and how loaded ones are served.
+
+Version folders are immutable, so each version's verified manifest is cached after its first read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from dataclasses import dataclass
+
+import structlog
+
+from tuneserve.repository import Manifest, ModelStore, StoreError
+from tuneserve.server.errors import InvalidInput, ModelNotFound
+from tuneserve.server.registry import ModelRegistry
+
+log = structlog.get_logger("tuneserve.server.catalog")
+# The metrics key (in the manifest) of each servable ONNX file.
+_METRICS_KEY = {"model.onnx": "onnx_fp32", "model_int8.onnx": "onnx_int8", "model_fp16.onnx": "onnx_fp16"}
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    manifest: Manifest
+    serving: bool
+    provider: str  # "" when not loaded
+    quantization: str  # of the file served (or, if not loaded, the manifest's)
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    task: str
+    serving_version: int
+    versions: list[VersionInfo]
+
+
+class Catalog:
+    def __init__(self, store: ModelStore, registry: ModelRegistry) -> None:
+        self.store = store
+        self.registry = registry
+        self._manifests: dict[tuple[str, int], Manifest] = {}
+
+    async def list(self, page_size: int = 0, page_token: str = "") -> tuple[list[ModelInfo], str]:
+        """A page of models sorted by name, and the token of the next page ("" if none)."""
+        if page_size < 0:
+            raise InvalidInput(
+                f"page_size is {page_size}: use 0 for the default ({DEFAULT_PAGE_SIZE}) or a positive "
+                f"number (at most {MAX_PAGE_SIZE} are returned)"
+            )
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        after = _decode_token(page_token)
+        names = [n for n in await asyncio.to_thread(self.store.models) if n > after]
+        page = names[:size]
+        models = [await self._describe(n) for n in page]
+        next_token = _encode_token(page[-1]) if len(names) > size else ""
+        return models, next_token
+
+    async def get(self, name: str) -> ModelInfo:
+        if not name:
+            raise InvalidInput("name is required: the name of a model (ListModels lists them)")
+        if name not in await asyncio.to_thread(self.store.models):
+            known = ", ".join(await asyncio.to_thread(self.store.models)) or "none"
+            raise ModelNotFound(f"model {name[:80]!r} is not in the model store; known models: {known}")
+        return await self._describe(name)
+
+    async def _describe(self, name: str) -> ModelInfo:
+        versions = await asyncio.to_thread(self.store.versions, name)
+        live = self.registry.serving(name)
+        serving = live.version if live else (await asyncio.to_thread(self.store.serving_version, name) or 0)
+        infos = []
+        for v in versions:
+            manifest = await self._manifest(name, v)
+            if manifest is not None:
+                infos.append(self._version(name, manifest, serving))
+        task = infos[-1].manifest.task if infos else ""
+        return ModelInfo(name, task, serving, infos)
+
+    def _version(self, name: str, manifest: Manifest, serving: int) -> VersionInfo:
+        loaded = self.registry.loaded(name, manifest.version)
+        served_metrics = manifest.metrics.get("served", {})
+        if loaded is None:
+            return VersionInfo(
+                manifest, manifest.version == serving, "", manifest.quantization.served, served_metrics
+            )
+        placement = loaded.runtime.placement
+        if placement.onnx_file != manifest.onnx_file:
+            served_metrics = manifest.metrics.get(_METRICS_KEY.get(placement.onnx_file, ""), {})
+        return VersionInfo(
+            manifest,
+            manifest.version == serving,
+            loaded.runtime.provider,
+            placement.quantization,
+            served_metrics,
+        )
+
+    async def _manifest(self, name: str, version: int) -> Manifest | None:
+        key = (name, version)
+        if key not in self._manifests:
+            loaded = self.registry.loaded(name, version)
+            if loaded is not None:
+                self._manifests[key] = loaded.runtime.manifest
+            else:
+                try:
+                    self._manifests[key] = (
+                        await asyncio.to_thread(self.store.open_version, name, version)
+                    ).manifest
+                except StoreError as exc:
+                    log.warning("version not listed", model=name, version=version, error=str(exc))
+                    return None
+        return self._manifests[key]
+
+
+def _encode_token(name: str) -> str:
+    return base64.urlsafe_b64encode(name.encode()).decode()
+
+
+def _decode_token(token: str) -> str:
+    if not token:
+        return ""
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInput(
+            "page_token is not one this server returned: pass the previous response's "
+            "next_page_token, or empty for the first page"
+        ) from exc

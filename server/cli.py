@@ -1,0 +1,96 @@
+"""``tuneserve serve``: the click command (registered in ``tuneserve.cli`` with ``main.add_command(serve)``).
+
+Every flag falls back to a ``TUNESERVE_*`` environment variable (shown in --help), then to the default of
+``Settings``; nested settings use ``__``: ``--max-queue`` is ``TUNESERVE_BATCH__MAX_QUEUE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from tuneserve.server.settings import BatchSettings, LimitSettings, Settings
+
+_FLOAT_MIN0 = click.FloatRange(min=0)
+# flag, settings field ("section.field" for nested ones), click type
+_OPTIONS: list[tuple[str, str, Any]] = [
+    ("--model-root", "model_root", click.Path(file_okay=False, path_type=Path)),
+    ("--host", "host", str),
+    ("--port", "port", click.IntRange(0, 65535)),
+    ("--metrics-host", "metrics_host", str),
+    ("--metrics-port", "metrics_port", click.IntRange(0, 65535)),
+    ("--device", "device", click.Choice(["auto", "cpu", "cuda"])),
+    ("--intra-op-threads", "intra_op_threads", click.IntRange(min=0)),
+    ("--grace-period", "grace_period_s", _FLOAT_MIN0),
+    ("--max-stream-in-flight", "max_stream_in_flight", click.IntRange(min=1)),
+    ("--max-batch-size", "batch.max_batch_size", click.IntRange(min=1)),
+    ("--max-batch-tokens", "batch.max_batch_tokens", click.IntRange(min=1)),
+    ("--max-wait-us", "batch.max_wait_us", click.IntRange(min=0)),
+    ("--max-queue", "batch.max_queue", click.IntRange(min=1)),
+    ("--max-texts-per-request", "limits.max_texts_per_request", click.IntRange(min=1)),
+    ("--max-text-bytes", "limits.max_text_bytes", click.IntRange(min=1)),
+    ("--max-message-bytes", "limits.max_message_bytes", click.IntRange(min=1024)),
+]
+_SECTIONS: dict[str, type[BaseModel]] = {"batch": BatchSettings, "limits": LimitSettings}
+
+
+def _field(path: str) -> tuple[str | None, str, Any]:
+    section, _, name = path.rpartition(".")
+    model: type[BaseModel] = _SECTIONS[section] if section else Settings
+    return section or None, name, model.model_fields[name]
+
+
+def _option(flag: str, path: str, kind: Any) -> Callable[[Any], Any]:
+    _, _, info = _field(path)
+    env = "TUNESERVE_" + path.upper().replace(".", "__")
+    default = info.get_default(call_default_factory=True)
+    return click.option(
+        flag,
+        path.replace(".", "__"),
+        type=kind,
+        default=None,
+        envvar=env,
+        show_envvar=True,
+        show_default=str(default),
+        help=info.description or "",
+    )
+
+
+def _options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for flag, path, kind in reversed(_OPTIONS):
+        f = _option(flag, path, kind)(f)
+    return f
+
+
+def build_settings(values: dict[str, Any]) -> Settings:
+    """Settings from the command's values (None: not given on the command line)."""
+    flat: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {"batch": {}, "limits": {}}
+    for key, value in values.items():
+        section, _, name = key.rpartition("__")
+        (nested[section] if section else flat)[name] = value
+    return Settings.load(**flat, **nested)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@_options
+def serve(**values: Any) -> None:
+    """Serve the models under the model root over gRPC (InferenceService, ModelService, health, reflection),
+    with Prometheus metrics on their own port. Port 0 picks a free port; the bound ports are logged."""
+    from tuneserve.server.app import serve as run_server
+
+    try:
+        settings = build_settings(values)
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    try:
+        code = asyncio.run(run_server(settings))
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)

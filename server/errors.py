@@ -1,0 +1,63 @@
+"""The server's error tree. Domain code raises these; only ``interceptors.py`` turns them into statuses.
+
+Every message says what was wrong and what is allowed, and is sent to the client as is::
+
+    TuneserveError                  INTERNAL (never raised directly; anything unexpected also maps here)
+    ├── InvalidInput                INVALID_ARGUMENT  malformed request: empty batch, too many texts, ...
+    ├── ModelNotFound               NOT_FOUND         unknown model or version
+    ├── ModelNotReady               UNAVAILABLE       starting, draining, or the model failed to load
+    ├── Overloaded                  RESOURCE_EXHAUSTED queue full; the message has retry advice
+    ├── DeadlineExceeded            DEADLINE_EXCEEDED the caller's deadline passed before the work ran
+    ├── Unimplemented               UNIMPLEMENTED     RPCs whose issue has not landed yet
+    ├── JobConflict                 ALREADY_EXISTS    a training job for the model is already running
+    └── GateFailed                  FAILED_PRECONDITION  a version that may not serve (or be deleted)
+
+Errors that belong to one item of a batch are set on that item's future only: the other callers of the
+same batch are not affected.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class TuneserveError(Exception):
+    """Base class; ``code`` is the gRPC status the interceptor answers with."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(TuneserveError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelNotFound(TuneserveError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class ModelNotReady(TuneserveError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Overloaded(TuneserveError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class DeadlineExceeded(TuneserveError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unimplemented(TuneserveError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class JobConflict(TuneserveError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class GateFailed(TuneserveError):
+    code = grpc.StatusCode.FAILED_PRECONDITION

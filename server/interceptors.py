@@ -1,0 +1,245 @@
+"""The one place where errors become gRPC statuses, plus per-RPC metrics, request logs and drain.
+
+- ``TuneserveError`` → its ``code`` and message, as is (logged at warning).
+- ``asyncio.CancelledError`` → re-raised (the client cancelled, or its deadline passed); counted as
+  CANCELLED or DEADLINE_EXCEEDED.
+- anything else → INTERNAL with a generic message; the traceback is logged with a request id that the
+  message quotes.
+
+While draining (after SIGTERM), new calls are refused with UNAVAILABLE; health and reflection are not
+intercepted, so probes see NOT_SERVING rather than an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from tuneserve.server.errors import ModelNotReady, TuneserveError
+from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
+
+LOG_NAME = "tuneserve.server.rpc"
+log = structlog.get_logger(LOG_NAME)
+_PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+
+
+class Traffic:
+    """In-flight calls and the draining flag, shared by the interceptor and shutdown."""
+
+    def __init__(self) -> None:
+        self.draining = False
+        self.in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.in_flight += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._idle.set()
+
+    def stop_waiting(self) -> None:
+        """Make ``wait_idle`` return now (a second SIGTERM)."""
+        self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no call is in flight; False if ``timeout`` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return self.in_flight == 0
+
+
+class _Call:
+    """Bookkeeping of one RPC: status code, model label, timing."""
+
+    def __init__(self, method: str, model: str) -> None:
+        self.method = method
+        self.model = model
+        self.code = grpc.StatusCode.OK
+        self.start = time.perf_counter()
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: Metrics, traffic: Traffic, known_models: Callable[[], list[str]]) -> None:
+        self.metrics = metrics
+        self.traffic = traffic
+        self.known_models = known_models
+        self._debug = logging.getLogger(LOG_NAME).isEnabledFor(logging.DEBUG)  # per-request lines cost µs
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        full = handler_call_details.method
+        if handler is None or full.startswith(_PASS_THROUGH):
+            return handler
+        method = full.rsplit("/", 1)[-1]
+        h: Any = handler
+        if h.unary_unary:
+            return h._replace(unary_unary=self._unary(method, h.unary_unary))
+        if h.unary_stream:
+            return h._replace(unary_stream=self._unary_stream(method, h.unary_stream))
+        if h.stream_unary:
+            return h._replace(stream_unary=self._stream_unary(method, h.stream_unary))
+        return h._replace(stream_stream=self._stream_stream(method, h.stream_stream))
+
+    def _model_label(self, request: Any) -> str:
+        name = getattr(request, "model", None) or getattr(request, "name", None) or ""
+        if not name:
+            return ""
+        return name if name in self.known_models() else UNKNOWN_MODEL
+
+    def _begin(self, method: str, request: Any) -> _Call:
+        call = _Call(method, self._model_label(request))
+        if self.traffic.draining:
+            call.code = grpc.StatusCode.UNAVAILABLE
+            self._finish(call, counted=False)
+            raise ModelNotReady(
+                "the server is shutting down: retry, another replica (or this one after its "
+                "restart) will answer"
+            )
+        self.traffic.enter()
+        self.metrics.in_flight.inc()
+        return call
+
+    async def _fail(
+        self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Map ``exc`` to a status and abort the call with it (``context.abort`` raises)."""
+        if isinstance(exc, TuneserveError):
+            call.code = exc.code
+            log.warning(
+                "rpc failed", method=call.method, model=call.model, code=exc.code.name, error=exc.message
+            )
+            await context.abort(exc.code, exc.message)
+        request_id = uuid.uuid4().hex[:12]
+        call.code = grpc.StatusCode.INTERNAL
+        log.error("rpc crashed", method=call.method, model=call.model, request_id=request_id, exc_info=exc)
+        await context.abort(
+            grpc.StatusCode.INTERNAL,
+            f"internal server error (request id {request_id}); the server log has the details",
+        )
+
+    def _cancelled(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        remaining = context.time_remaining()
+        expired = remaining is not None and remaining <= 0
+        call.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
+
+    def _finish(self, call: _Call, counted: bool = True) -> None:
+        if counted:
+            self.traffic.leave()
+            self.metrics.in_flight.dec()
+        seconds = time.perf_counter() - call.start
+        self.metrics.requests.labels(call.method, call.model, call.code.name).inc()
+        self.metrics.request_duration.labels(call.method, call.model).observe(seconds)
+        if self._debug:
+            log.debug(
+                "rpc", method=call.method, model=call.model, code=call.code.name, ms=round(seconds * 1e3, 3)
+            )
+
+    def _unary(self, method: str, behavior: Any) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = await self._guard(method, request, context)
+            try:
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                self._cancelled(call, context)
+                raise
+            except grpc.aio.AbortError:
+                call.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    def _unary_stream(self, method: str, behavior: Any) -> Any:
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            call = await self._guard(method, request, context)
+            try:
+                result = behavior(request, context)
+                if hasattr(result, "__aiter__"):
+                    async for response in result:
+                        yield response
+                else:
+                    await result
+            except asyncio.CancelledError:
+                self._cancelled(call, context)
+                raise
+            except grpc.aio.AbortError:
+                call.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    def _stream_unary(self, method: str, behavior: Any) -> Any:
+        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            call = await self._guard(method, None, context)
+            try:
+                return await behavior(self._labelled(call, requests), context)
+            except asyncio.CancelledError:
+                self._cancelled(call, context)
+                raise
+            except grpc.aio.AbortError:
+                call.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    def _stream_stream(self, method: str, behavior: Any) -> Any:
+        async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            call = await self._guard(method, None, context)
+            try:
+                async for response in behavior(self._labelled(call, requests), context):
+                    yield response
+            except asyncio.CancelledError:
+                self._cancelled(call, context)
+                raise
+            except grpc.aio.AbortError:
+                call.code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                await self._fail(call, exc, context)
+            finally:
+                self._finish(call)
+
+        return wrapped
+
+    async def _guard(self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        try:
+            return self._begin(method, request)
+        except TuneserveError as exc:
+            await context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+
+    async def _labelled(self, call: _Call, requests: Any) -> AsyncIterator[Any]:
+        """The request stream, labelling the call with the first request's model."""
+        async for request in requests:
+            if not call.model:
+                call.model = self._model_label(request)
+            yield request

@@ -1,0 +1,141 @@
+"""Every Prometheus metric of the server, built on a ``CollectorRegistry`` passed in (one per server, so
+tests get fresh ones), and the HTTP endpoint that exposes them on their own port.
+
+Names are ``tuneserve_``-prefixed, in base units. Labels: ``method`` (RPC name), ``model`` (a served model's
+name; requests for names the server does not serve are counted under ``model="_unknown"`` so that clients
+cannot grow the label set), ``version``, ``code`` (gRPC status name), ``reason`` (why queued work was
+dropped) and, on ``tuneserve_model_info`` only, ``quantization`` and ``provider``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+UNKNOWN_MODEL = "_unknown"
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.002,
+    0.004,
+    0.008,
+    0.016,
+    0.032,
+    0.064,
+    0.128,
+    0.256,
+    0.512,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    """The server's metrics on ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "tuneserve_requests",
+            "RPCs answered, by method, model and status code.",
+            ["method", "model", "code"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "tuneserve_request_duration_seconds",
+            "Time to answer an RPC.",
+            ["method", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "tuneserve_in_flight_requests",
+            "RPCs being handled now (health and reflection excluded).",
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "tuneserve_queue_wait_seconds",
+            "Time a row waited in the batch queue.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inference_duration = Histogram(
+            "tuneserve_inference_duration_seconds",
+            "Time of one ONNX Runtime run (one batch).",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "tuneserve_batch_size",
+            "Rows per ONNX Runtime run.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "tuneserve_queue_depth", "Rows waiting in the batch queue.", ["model"], registry=registry
+        )
+        self.tokens = Counter(
+            "tuneserve_tokens",
+            "Tokens run through the model (padding excluded).",
+            ["model"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "tuneserve_dropped_rows",
+            "Queued rows dropped before running, by reason "
+            "(deadline: the call's deadline passed; cancelled: the caller went away).",
+            ["model", "reason"],
+            registry=registry,
+        )
+        self.model_info = Gauge(
+            "tuneserve_model_info",
+            "Loaded model versions (value 1), with how they are served.",
+            ["model", "version", "quantization", "provider"],
+            registry=registry,
+        )
+
+    def observer(self, model: str) -> BatchMetrics:
+        return BatchMetrics(self, model)
+
+
+@dataclass(frozen=True)
+class BatchMetrics:
+    """The batcher's observer for one model (implements ``batcher.BatchObserver``)."""
+
+    metrics: Metrics
+    model: str
+
+    def queue_depth(self, rows: int) -> None:
+        self.metrics.queue_depth.labels(self.model).set(rows)
+
+    def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None:
+        m = self.metrics
+        m.batch_size.labels(self.model).observe(size)
+        m.tokens.labels(self.model).inc(tokens)
+        m.inference_duration.labels(self.model).observe(seconds)
+        wait = m.queue_wait.labels(self.model)
+        for w in queue_waits:
+            wait.observe(w)
+
+    def dropped(self, reason: str, rows: int) -> None:
+        self.metrics.dropped.labels(self.model, reason).inc(rows)
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP on its own port, in a background thread."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, addr=host, registry=registry)
+        self.port: int = self._server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

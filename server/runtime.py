@@ -1,0 +1,116 @@
+"""``OrtRuntime``: one verified model version in ONNX Runtime, its tokenizer, warmup and ``run(rows)``.
+
+Which file and execution provider serve a version is decided here, from the manifest and what this
+ONNX Runtime build offers:
+
+- CUDA (onnxruntime-gpu and a visible GPU, device ``auto`` or ``cuda``): the fp16 export when the folder has
+  one, else the served file unless it is int8 (int8 kernels are CPU kernels; the fp32 export runs instead).
+- CPU otherwise: the manifest's served file; an fp16 file falls back to the fp32 export when present.
+
+No torch, no transformers: only onnxruntime, numpy and the Rust tokenizers library.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from tuneserve.encoding import Row, encode_texts
+from tuneserve.inference import OnnxModel
+from tuneserve.repository import ModelVersion
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+FP32_FILE = "model.onnx"
+FP16_FILE = "model_fp16.onnx"
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The ONNX file served and where it runs."""
+
+    onnx_file: str
+    providers: tuple[str, ...]
+    quantization: str  # as in the manifest: "int8-dynamic", "int8-static", "fp16", "none"
+
+
+def choose_placement(
+    version: ModelVersion, device: Device = "auto", available: Sequence[str] | None = None
+) -> Placement:
+    """Pick the file and providers for ``version`` (see the module docstring)."""
+    m = version.manifest
+    have = set(ort.get_available_providers() if available is None else available)
+    files = set(m.files)
+    served_q = m.quantization.served
+    if device != "cpu" and CUDA in have:
+        if FP16_FILE in files:
+            return Placement(FP16_FILE, (CUDA, CPU), "fp16")
+        if not served_q.startswith("int8"):
+            return Placement(m.onnx_file, (CUDA, CPU), served_q)
+        if FP32_FILE in files:
+            return Placement(FP32_FILE, (CUDA, CPU), "none")
+    if served_q == "fp16" and FP32_FILE in files:
+        return Placement(FP32_FILE, (CPU,), "none")
+    return Placement(m.onnx_file, (CPU,), served_q)
+
+
+class OrtRuntime:
+    """A loaded model version: tokenizer plus ORT session. ``run`` is thread-safe (ORT sessions are)."""
+
+    def __init__(self, version: ModelVersion, *, device: Device = "auto", intra_op_threads: int = 0) -> None:
+        self.version = version
+        self.manifest = version.manifest
+        self.placement = choose_placement(version, device)
+        self._model = OnnxModel(
+            version.path,
+            self.placement.onnx_file,
+            self.manifest.max_length,
+            providers=list(self.placement.providers),
+            intra_op_threads=intra_op_threads,
+        )
+        if device == "cuda" and self._model.provider != CUDA:
+            raise RuntimeError(
+                f"device 'cuda' was asked for, but ONNX Runtime placed the model on {self._model.provider}"
+            )
+        self.warmup_seconds = 0.0
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._model.tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self.manifest.max_length
+
+    @property
+    def provider(self) -> str:
+        return self._model.provider
+
+    @property
+    def pad_id(self) -> int:
+        return self._model.pad_id
+
+    def run(self, rows: Sequence[Row]) -> np.ndarray:
+        """Logits ``[batch, labels]`` or ``[batch, tokens, labels]`` for rows padded to the longest."""
+        return self._model.logits(rows)
+
+    def warmup(self, batch_size: int = 8) -> float:
+        """Run a short single row and a full-length batch once, so the first request pays no set-up cost."""
+        start = time.perf_counter()
+        (short,) = encode_texts(self.tokenizer, ["warm up"])
+        self.run([short])
+        long = Row(
+            ids=[self.pad_id + 1] * self.max_length,
+            type_ids=[0] * self.max_length,
+            word_ids=[None] * self.max_length,
+        )
+        self.run([long] * max(1, min(batch_size, 8)))
+        self.warmup_seconds = time.perf_counter() - start
+        return self.warmup_seconds

@@ -1,0 +1,100 @@
+"""The server's typed configuration: the only module that reads the environment.
+
+Precedence is CLI flag, then ``TUNESERVE_*`` environment variable, then the default here. Nested settings
+use ``__`` in the environment: ``TUNESERVE_BATCH__MAX_WAIT_US=500``,
+``TUNESERVE_LIMITS__MAX_TEXT_BYTES=1000``.
+The object is validated once, frozen, and passed explicitly to whatever needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchSettings(BaseModel):
+    """Dynamic batching, per loaded model version."""
+
+    model_config = ConfigDict(frozen=True)
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Most rows (texts or NER windows) in one ORT run."
+    )
+    max_batch_tokens: int = Field(
+        16384,
+        ge=1,
+        description="Most padded tokens (rows x longest row) in one ORT run; a longer row runs alone.",
+    )
+    max_wait_us: int = Field(
+        500,
+        ge=0,
+        le=1_000_000,
+        description="How long the oldest queued row may wait for more to fill a batch while the model is "
+        "busy. A request reaching an idle model runs at once.",
+    )
+    max_queue: int = Field(
+        512,
+        ge=1,
+        description="Most rows (texts, or windows of long NER texts) admitted per model version, queued or "
+        "running; beyond: RESOURCE_EXHAUSTED. A request reaching an idle model is always admitted.",
+    )
+
+
+class LimitSettings(BaseModel):
+    """Request limits; requests beyond them get INVALID_ARGUMENT (the message size: RESOURCE_EXHAUSTED)."""
+
+    model_config = ConfigDict(frozen=True)
+    max_texts_per_request: int = Field(256, ge=1, description="Most texts in one request.")
+    max_text_bytes: int = Field(65536, ge=1, description="Most UTF-8 bytes in one text.")
+    max_message_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest gRPC message received (checked by gRPC itself)."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything ``tuneserve serve`` can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUNESERVE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    model_root: Path = Field(
+        Path("models"), description="Model store root; the serving version of each model loads."
+    )
+    host: str = Field("[::]", description="Address to listen on.")
+    port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port, logged).")
+    metrics_port: int = Field(
+        9464, ge=0, le=65535, description="Prometheus /metrics port (0: any free port)."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA (fp16 export) when onnxruntime-gpu sees a GPU, else CPU."
+    )
+    intra_op_threads: int = Field(
+        0, ge=0, description="ONNX Runtime intra-op threads per model (0: one per core)."
+    )
+    grace_period_s: float = Field(
+        20.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
+    )
+    max_stream_in_flight: int = Field(32, ge=1, description="Requests of one stream processed concurrently.")
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Settings:
+        """Environment and defaults, overridden by the non-None values given (the CLI's flags).
+
+        Keys ``batch`` and ``limits`` take dicts merged over the environment's nested values.
+        """
+        base = cls()
+        data = base.model_dump()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            if key in ("batch", "limits"):
+                data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
+            else:
+                data[key] = value
+        return cls(**data)

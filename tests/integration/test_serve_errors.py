@@ -1,0 +1,253 @@
+"""The bad-request battery: each gets the right status and a message saying what is allowed; the server
+keeps serving afterwards."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from tuneserve.v1 import inference_pb2, model_pb2, training_pb2, training_pb2_grpc
+
+from .live import ServerProcess, metric_value
+
+OK = inference_pb2.ClassifyRequest(model="tiny-sentiment", texts=["fine"])
+I = inference_pb2  # noqa: E741
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+CASES = [
+    # (id, rpc, request, code, fragments the message must contain)
+    (
+        "empty batch",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment"),
+        INVALID,
+        ["texts is empty", "between 1 and 64"],
+    ),
+    (
+        "too many texts",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", texts=["a"] * 65),
+        INVALID,
+        ["65 texts", "at most 64"],
+    ),
+    (
+        "empty string",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", texts=["ok", ""]),
+        INVALID,
+        ["texts[1] is empty", "non-whitespace"],
+    ),
+    (
+        "whitespace only",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-ner", texts=[" \t\n"]),
+        INVALID,
+        ["texts[0] is empty"],
+    ),
+    (
+        "10 MB text",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", texts=["x" * 10_000_000]),
+        INVALID,
+        ["10000000 bytes", "at most 65536 bytes"],
+    ),
+    (
+        "NUL byte",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", texts=["a\x00b"]),
+        INVALID,
+        ["NUL", "code point 1"],
+    ),
+    (
+        "NUL byte ner",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-ner", texts=["\x00"]),
+        INVALID,
+        ["NUL"],
+    ),
+    (
+        "unknown model",
+        "Classify",
+        I.ClassifyRequest(model="no-such-model", texts=["a"]),
+        grpc.StatusCode.NOT_FOUND,
+        ["'no-such-model'", "served models: tiny-ner, tiny-sentiment"],
+    ),
+    (
+        "unknown version",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", version=42, texts=["a"]),
+        grpc.StatusCode.NOT_FOUND,
+        ["no version 42", "kept versions: 1"],
+    ),
+    (
+        "negative version",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", version=-1, texts=["a"]),
+        INVALID,
+        ["version is -1", "0 for the serving version"],
+    ),
+    ("missing model", "Classify", I.ClassifyRequest(texts=["a"]), INVALID, ["model is required"]),
+    (
+        "malformed model",
+        "Classify",
+        I.ClassifyRequest(model="../etc", texts=["a"]),
+        INVALID,
+        ["not valid", "a-z"],
+    ),
+    (
+        "unknown aggregation",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-ner", texts=["a"], aggregation=99),
+        INVALID,
+        ["aggregation", "99", "SIMPLE, FIRST"],
+    ),
+    (
+        "min_score above 1",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-ner", texts=["a"], min_score=1.5),
+        INVALID,
+        ["min_score is 1.5", "[0, 1]"],
+    ),
+    (
+        "min_score NaN",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-ner", texts=["a"], min_score=float("nan")),
+        INVALID,
+        ["min_score"],
+    ),
+    (
+        "top_k < 0",
+        "Classify",
+        I.ClassifyRequest(model="tiny-sentiment", texts=["a"], top_k=-1),
+        INVALID,
+        ["top_k is -1", "0 for all labels"],
+    ),
+    (
+        "task mismatch",
+        "Classify",
+        I.ClassifyRequest(model="tiny-ner", texts=["a"]),
+        INVALID,
+        ["use ExtractEntities"],
+    ),
+    (
+        "task mismatch ner",
+        "ExtractEntities",
+        I.ExtractEntitiesRequest(model="tiny-sentiment", texts=["a"]),
+        INVALID,
+        ["use Classify"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rpc", "request_", "code", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_bad_request(
+    server: ServerProcess, rpc: str, request_: object, code: grpc.StatusCode, fragments: list[str]
+) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        getattr(server.inference, rpc)(request_, timeout=30)
+    assert info.value.code() == code, info.value.details()
+    for fragment in fragments:
+        assert fragment in info.value.details()
+    assert server.inference.Classify(OK, timeout=10).results  # still serving
+
+
+def test_model_service_errors(server: ServerProcess) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        server.models.GetModel(model_pb2.GetModelRequest(name="nope"))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND and "known models: tiny-ner" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        server.models.ListModels(model_pb2.ListModelsRequest(page_size=-1))
+    assert info.value.code() == INVALID and "page_size is -1" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        server.models.ListModels(model_pb2.ListModelsRequest(page_token="%%%"))
+    assert info.value.code() == INVALID and "next_page_token" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        server.models.SetServingVersion(model_pb2.SetServingVersionRequest(name="tiny-sentiment", version=1))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_training_is_unimplemented(server: ServerProcess) -> None:
+    stub = training_pb2_grpc.TrainingServiceStub(server.channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Train(training_pb2.TrainRequest(model="x"))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED and "tuneserve train" in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(job_id="x")))
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_message_over_the_grpc_limit(model_store) -> None:  # type: ignore[no-untyped-def]
+    """Past ``--max-message-bytes`` gRPC itself refuses the message (RESOURCE_EXHAUSTED, sizes quoted)."""
+    proc = ServerProcess(model_store, "--max-message-bytes", "100000")
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            proc.inference.Classify(
+                I.ClassifyRequest(model="tiny-sentiment", texts=["x" * 200_000]), timeout=10
+            )
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "100000" in info.value.details()
+        assert proc.inference.Classify(OK, timeout=10).results
+    finally:
+        assert proc.stop() == 0
+
+
+def test_flood_past_the_queue(server: ServerProcess) -> None:
+    """Many concurrent full requests overflow the queue (256 texts): RESOURCE_EXHAUSTED at once with retry
+    advice; every other call succeeds, and the server still serves afterwards."""
+    texts = ["a rather long sentence that fills all of the tiny model's thirty-two token window " * 2] * 64
+    request = I.ClassifyRequest(model="tiny-sentiment", texts=texts)
+
+    def call(_: int) -> str:
+        try:
+            server.inference.Classify(request, timeout=60)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+            assert "retry in about" in exc.details() and "queue limit of 256" in exc.details()
+            return "exhausted"
+        return "ok"
+
+    with ThreadPoolExecutor(48) as pool:
+        outcomes = list(pool.map(call, range(96)))
+    assert outcomes.count("exhausted") > 0 and outcomes.count("ok") > 0
+    assert server.inference.Classify(OK, timeout=10).results
+    text = server.scrape()
+    assert metric_value(
+        text, "tuneserve_requests_total", method="Classify", model="tiny-sentiment", code="RESOURCE_EXHAUSTED"
+    ) >= outcomes.count("exhausted")
+
+
+def test_deadline_exceeded_is_not_computed(server: ServerProcess) -> None:
+    """Calls whose deadline passes while queued behind a flood get DEADLINE_EXCEEDED, and their rows are
+    dropped from the queue rather than run."""
+    texts = ["a rather long sentence that fills all of the tiny model's thirty-two token window " * 2] * 64
+    flood = I.ClassifyRequest(model="tiny-sentiment", texts=texts)
+    before = server.scrape()
+
+    def call(i: int) -> grpc.StatusCode:
+        request = flood if i % 2 == 0 else I.ClassifyRequest(model="tiny-sentiment", texts=texts[:8])
+        try:
+            server.inference.Classify(request, timeout=60 if i % 2 == 0 else 0.002)
+        except grpc.RpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(call, range(64)))
+    assert grpc.StatusCode.DEADLINE_EXCEEDED in codes
+    assert set(codes) <= {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+    after = server.scrape()
+    dropped = sum(
+        metric_value(after, "tuneserve_dropped_rows_total", model="tiny-sentiment", reason=r)
+        - metric_value(before, "tuneserve_dropped_rows_total", model="tiny-sentiment", reason=r)
+        for r in ("deadline", "cancelled")
+    )
+    assert dropped > 0
+    assert server.inference.Classify(OK, timeout=10).results

@@ -1,0 +1,245 @@
+"""The batcher with a fake runtime: merging, bounds, the idle fast path, admission, deadlines,
+cancellation and per-item errors."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tuneserve.encoding import Row
+from tuneserve.server.batcher import Batcher
+from tuneserve.server.errors import DeadlineExceeded, Overloaded
+from tuneserve.server.settings import BatchSettings
+
+POISON = 666
+
+
+def sync(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    """Run an async test in a fresh event loop (no pytest-asyncio needed)."""
+
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(test())
+
+    return run
+
+
+def row(marker: int, length: int = 4) -> Row:
+    return Row(ids=[marker] + [1] * (length - 1), type_ids=[0] * length, word_ids=[None] * length)
+
+
+class FakeRuntime:
+    """Logits ``[batch, 2]`` = (marker, row length); fails a batch holding a POISON row; can be slowed."""
+
+    def __init__(self, delay: float = 0.0, tokens: bool = False) -> None:
+        self.delay = delay
+        self.tokens = tokens
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, rows: Sequence[Row]) -> np.ndarray:
+        self.gate.wait(10)
+        self.batches.append([r.ids[0] for r in rows])
+        if any(r.ids[0] == POISON for r in rows):
+            raise RuntimeError("poisoned row")
+        time.sleep(self.delay)
+        if self.tokens:
+            width = max(len(r.ids) for r in rows)
+            out = np.zeros((len(rows), width, 2), dtype=np.float32)
+            for i, r in enumerate(rows):
+                out[i, :, 0] = r.ids[0]
+            return out
+        return np.array([[r.ids[0], len(r.ids)] for r in rows], dtype=np.float32)
+
+    @property
+    def seen(self) -> set[int]:
+        return {m for b in self.batches for m in b}
+
+
+def settings(**kw: int) -> BatchSettings:
+    return BatchSettings(
+        **{"max_batch_size": 8, "max_batch_tokens": 10_000, "max_wait_us": 0, "max_queue": 100, **kw}
+    )
+
+
+@sync
+async def test_lone_request_runs_at_once_despite_a_long_window() -> None:
+    fake = FakeRuntime()
+    batcher = Batcher(fake, settings(max_wait_us=1_000_000))
+    start = time.perf_counter()
+    (out,) = await batcher.submit([row(7)])
+    assert time.perf_counter() - start < 0.5
+    assert out.tolist() == [7, 4]
+    start = time.perf_counter()
+    await batcher.submit([row(8)])  # idle again: no wait either
+    assert time.perf_counter() - start < 0.5
+    await batcher.close()
+
+
+@sync
+async def test_concurrent_callers_share_runs_within_bounds() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings(max_batch_size=4))
+    first = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)  # the first call is running; the next ones queue behind it
+    rest = [asyncio.ensure_future(batcher.submit([row(i)])) for i in range(10)]
+    fake.gate.set()
+    results = await asyncio.gather(first, *rest)
+    assert [r[0].tolist()[0] for r in results] == [100, *range(10)]  # each caller gets its own row back
+    assert fake.batches[0] == [100]
+    assert max(len(b) for b in fake.batches) == 4
+    assert len(fake.batches) == 1 + 3  # 10 queued rows in runs of at most 4
+    await batcher.close()
+
+
+@sync
+async def test_window_waits_for_company_only_when_busy() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings(max_batch_size=16, max_wait_us=300_000))
+    first = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(batcher.submit([row(1)]))  # queued behind the run: may wait for company
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    await first  # the first run is over; the window (from row 1's arrival) is still open
+    third = asyncio.ensure_future(batcher.submit([row(2)]))
+    await asyncio.gather(first, second, third)
+    assert fake.batches == [[100], [1, 2]]
+    await batcher.close()
+
+
+@sync
+async def test_token_budget_bounds_a_batch() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings(max_batch_tokens=35))
+    blocker = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(batcher.submit([row(i, length=10) for i in range(7)]))
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    await asyncio.gather(blocker, queued)
+    # 10-token rows under a 35-token budget: at most 3 per run.
+    assert [len(b) for b in fake.batches[1:]] == [3, 3, 1]
+    await batcher.close()
+
+
+@sync
+async def test_a_row_longer_than_the_budget_runs_alone() -> None:
+    fake = FakeRuntime()
+    batcher = Batcher(fake, settings(max_batch_tokens=5))
+    (out,) = await batcher.submit([row(1, length=50)])
+    assert out.tolist() == [1, 50]
+    await batcher.close()
+
+
+@sync
+async def test_token_outputs_are_cut_to_each_row() -> None:
+    fake = FakeRuntime(tokens=True)
+    batcher = Batcher(fake, settings())
+    short, long = await batcher.submit([row(1, length=3), row(2, length=9)])
+    assert short.shape == (3, 2) and long.shape == (9, 2)
+    await batcher.close()
+
+
+@sync
+async def test_full_queue_is_overloaded_at_once() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()  # hold the runtime
+    batcher = Batcher(fake, settings(max_queue=10))
+    held = asyncio.ensure_future(batcher.submit([row(i) for i in range(8)]))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded) as info:
+        await batcher.submit([row(50) for _ in range(3)])
+    assert "queue limit of 10" in info.value.message and "retry in about" in info.value.message
+    fits = asyncio.ensure_future(batcher.submit([row(60), row(61)]))  # two more still fit
+    fake.gate.set()
+    await asyncio.gather(held, fits)
+    assert 50 not in fake.seen
+    await batcher.close()
+
+
+@sync
+async def test_an_oversized_request_is_admitted_on_an_idle_model() -> None:
+    batcher = Batcher(FakeRuntime(), settings(max_queue=2, max_batch_size=64))
+    assert len(await batcher.submit([row(i) for i in range(5)])) == 5
+    await batcher.close()
+
+
+@sync
+async def test_expired_deadline_is_dropped_not_computed() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings())
+    held = asyncio.ensure_future(batcher.submit([row(1)]))
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    late = asyncio.ensure_future(batcher.submit([row(2), row(3)], deadline=loop.time() + 0.02))
+    await asyncio.sleep(0.05)
+    fake.gate.set()
+    with pytest.raises(DeadlineExceeded, match="deadline passed"):
+        await late
+    await held
+    assert fake.seen == {1}
+    assert batcher.pending == 0
+    await batcher.close()
+
+
+@sync
+async def test_cancelled_caller_is_dropped_not_computed() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings())
+    held = asyncio.ensure_future(batcher.submit([row(1)]))
+    await asyncio.sleep(0.01)
+    gone = asyncio.ensure_future(batcher.submit([row(2)]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    await asyncio.sleep(0.01)
+    assert batcher.pending == 1
+    fake.gate.set()
+    await held
+    await batcher.submit([row(3)])
+    assert fake.seen == {1, 3}
+    await batcher.close()
+
+
+@sync
+async def test_an_error_belongs_to_the_row_that_caused_it() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings())
+    blocker = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)
+    good = asyncio.ensure_future(batcher.submit([row(1)]))
+    bad = asyncio.ensure_future(batcher.submit([row(POISON)]))
+    other = asyncio.ensure_future(batcher.submit([row(2)]))
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    await blocker
+    assert (await good)[0].tolist() == [1, 4]
+    assert (await other)[0].tolist() == [2, 4]
+    with pytest.raises(RuntimeError, match="poisoned"):
+        await bad
+    assert [1, POISON, 2] in fake.batches  # tried together first, then one by one
+    await batcher.close()
+
+
+@sync
+async def test_close_lets_queued_rows_finish() -> None:
+    fake = FakeRuntime(delay=0.02)
+    batcher = Batcher(fake, settings(max_batch_size=2))
+    calls = [asyncio.ensure_future(batcher.submit([row(i)])) for i in range(5)]
+    await asyncio.sleep(0)
+    await batcher.close()
+    assert len(await asyncio.gather(*calls)) == 5
