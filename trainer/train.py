@@ -38,6 +38,7 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as hf_logging
 
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
@@ -375,6 +376,7 @@ def train(
         callbacks=callbacks,
         evaluate_fn=evaluate_fn,
     )
+    trainer.remove_callback(PrinterCallback)  # it prints log dicts to stdout, which carries the result
     try:
         trainer.train()
     finally:
