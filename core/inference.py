@@ -34,6 +34,7 @@ class OnnxModel:
         *,
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
+        spinning: bool = False,
     ) -> None:
         folder = Path(folder)
         self.tokenizer = load_tokenizer(folder, max_length)
@@ -42,6 +43,9 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
+        # Spinning intra-op threads keep a core busy after every run, which a server (gRPC, asyncio, the
+        # tokenizer) needs more; off by default, for the exporter's measurements and the server alike.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
             str(folder / onnx_file), options, providers=available_providers(providers)

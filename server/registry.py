@@ -165,13 +165,17 @@ class ModelRegistry:
     def _build(self, name: str, version: int) -> LoadedVersion:
         opened: ModelVersion = self.store.open_version(name, version)
         runtime = OrtRuntime(
-            opened, device=self.settings.device, intra_op_threads=self.settings.intra_op_threads
+            opened,
+            device=self.settings.device,
+            intra_op_threads=self.settings.intra_op_threads,
+            idle_session=self.settings.idle_session,
         )
         runtime.warmup(self.settings.batch.max_batch_size)
         extra = _PREPARE[opened.manifest.task](runtime)
         batcher = Batcher(
             runtime.run,
             self.settings.batch,
+            run_idle=runtime.run_idle,
             label=f"model {name!r} version {version}",
             observer=self.metrics.observer(name),
         )

@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(
         0, ge=0, description="ONNX Runtime intra-op threads per model (0: one per core)."
     )
+    idle_session: bool = Field(
+        True,
+        description="On CPU with several intra-op threads, a second ONNX Runtime session per model whose "
+        "threads spin between operators serves requests that reach an idle model (lower latency for a lone "
+        "request); batches under load run on the main session, whose threads sleep when idle, leaving the "
+        "cores to gRPC. Costs one more copy of the weights in memory.",
+    )
     grace_period_s: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
     )

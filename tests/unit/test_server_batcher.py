@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tuneserve.encoding import Row
-from tuneserve.server.batcher import Batcher
+from tuneserve.server.batcher import Batcher, split_by_length
 from tuneserve.server.errors import DeadlineExceeded, Overloaded
 from tuneserve.server.settings import BatchSettings
 
@@ -243,3 +243,46 @@ async def test_close_lets_queued_rows_finish() -> None:
     await asyncio.sleep(0)
     await batcher.close()
     assert len(await asyncio.gather(*calls)) == 5
+
+
+def test_split_by_length_cuts_where_padding_costs_more_than_a_run() -> None:
+    assert split_by_length([4, 4, 4], overhead=16) == [[0, 1, 2]]  # equal lengths stay together, in order
+    assert split_by_length([10, 60, 12, 58], overhead=16) == [[0, 2], [3, 1]]  # short ones first
+    assert split_by_length([10, 12], overhead=16) == [[0, 1]]  # 2 tokens of padding: not worth a run
+    assert split_by_length([5], overhead=0) == [[0]]
+
+
+@sync
+async def test_rows_of_very_different_lengths_run_apart_shortest_first() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings())
+    blocker = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)
+    queued = asyncio.ensure_future(
+        batcher.submit([row(1, length=60), row(2, length=4), row(3, length=58), row(4, length=5)])
+    )
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    await blocker
+    outs = await queued
+    assert [o.tolist() for o in outs] == [[1, 60], [2, 4], [3, 58], [4, 5]]  # each caller's own row
+    assert fake.batches[1:] == [[2, 4], [3, 1]]  # by length: 4, 5 then 58, 60
+    await batcher.close()
+
+
+@sync
+async def test_rows_reaching_an_idle_model_run_with_run_idle() -> None:
+    fake, idle = FakeRuntime(), FakeRuntime()
+    fake.gate.clear()
+    idle.gate.clear()
+    batcher = Batcher(fake, settings(), run_idle=idle)
+    first = asyncio.ensure_future(batcher.submit([row(1)]))  # idle model: runs with run_idle
+    await asyncio.sleep(0.01)
+    second = asyncio.ensure_future(batcher.submit([row(2)]))  # queued behind a run: a batch
+    await asyncio.sleep(0.01)
+    idle.gate.set()
+    fake.gate.set()
+    await asyncio.gather(first, second)
+    assert idle.batches == [[1]] and fake.batches == [[2]]
+    await batcher.close()
