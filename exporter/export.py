@@ -74,21 +74,25 @@ def _versions() -> dict[str, str]:
     return found
 
 
+def _read_examples(record: dict, path: Path) -> list:
+    """Read data the way the training run recorded in ``record`` read it."""
+    if record["task"] == "ner":
+        return datasets.read_ner(path)
+    hyper = record["hyperparameters"]
+    return datasets.read_classification(
+        path,
+        text_column=hyper["text_column"],
+        label_column=hyper["label_column"],
+        multi_label=record["multi_label"],
+    )
+
+
 class _Evaluator:
     """Measures an ONNX file of the staged folder on the validation data, as the server would run it."""
 
     def __init__(self, folder: Path, record: dict, validation: Path) -> None:
         self.folder, self.record = folder, record
-        hyper = record["hyperparameters"]
-        if record["task"] == "ner":
-            self.examples = datasets.read_ner(validation)
-        else:
-            self.examples = datasets.read_classification(
-                validation,
-                text_column=hyper["text_column"],
-                label_column=hyper["label_column"],
-                multi_label=record["multi_label"],
-            )
+        self.examples = _read_examples(record, validation)
         datasets.check_validation_labels(validation, self.examples, record["labels"])
 
     def __call__(self, onnx_file: str, providers: list[str] | None = None) -> dict[str, float]:
@@ -104,23 +108,15 @@ class _Evaluator:
 def _calibration_rows(folder: Path, record: dict, size: int):
     """A deterministic sample of the training texts, encoded as the server would."""
     tokenizer = load_tokenizer(folder, record["max_length"])
-    hyper, train_path = record["hyperparameters"], Path(record["train"])
+    examples = _read_examples(record, Path(record["train"]))
+    step = max(1, len(examples) // size)
     if record["task"] == "ner":
-        sentences = datasets.read_ner(train_path)
-        step = max(1, len(sentences) // size)
         return [
             row
-            for ex in sentences[::step][:size]
+            for ex in examples[::step][:size]
             for row in encode_words(tokenizer, ex.tokens, record["max_length"])
         ]
-    texts = datasets.read_classification(
-        train_path,
-        text_column=hyper["text_column"],
-        label_column=hyper["label_column"],
-        multi_label=record["multi_label"],
-    )
-    step = max(1, len(texts) // size)
-    return encode_texts(tokenizer, [ex.text for ex in texts[::step][:size]])
+    return encode_texts(tokenizer, [ex.text for ex in examples[::step][:size]])
 
 
 def int8_rejection(

@@ -14,7 +14,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not DATA.is_dir(), reason=f"n
 
 
 def _head(src: Path, dst: Path, lines: int) -> Path:
-    dst.write_text("".join(src.open(encoding="utf-8").readlines()[:lines]), encoding="utf-8")
+    with src.open(encoding="utf-8") as f:
+        dst.write_text("".join(f.readlines()[:lines]), encoding="utf-8")
     return dst
 
 
