@@ -116,14 +116,16 @@ def quantize_static(
                 per_channel=True,
                 op_types_to_quantize=["MatMul", "Gemm"],
                 nodes_to_exclude=head_nodes(prepared),
-                calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": 99.99, "MatMulConstBOnly": True},
+                # MinMax: the 99.99th-percentile calibrator clipped NER activations (F1 69.7 -> 45.2 on
+                # 600 CoNLL dev sentences, demo model); MinMax lost 2.7 points there.
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"MatMulConstBOnly": True},
             )
     finally:
         prepared.unlink(missing_ok=True)
     return INT8_FILE, (
         f"static int8 (ONNX Runtime QDQ, MatMul only, per-channel weights, activations calibrated on "
-        f"{len(calibration)} training texts, 99.99th percentile, head in fp32)"
+        f"{len(calibration)} training rows, min/max, head in fp32)"
     )
 
 
