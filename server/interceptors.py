@@ -13,6 +13,7 @@ intercepted, so probes see NOT_SERVING rather than an error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -152,81 +153,59 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 "rpc", method=call.method, model=call.model, code=call.code.name, ms=round(seconds * 1e3, 3)
             )
 
+    @contextlib.asynccontextmanager
+    async def _accounted(
+        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        """Maps what the handler raised to the call's status, and counts the call when it ends."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            self._cancelled(call, context)
+            raise
+        except grpc.aio.AbortError:
+            call.code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:
+            await self._fail(call, exc, context)
+        finally:
+            self._finish(call)
+
     def _unary(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = await self._guard(method, request, context)
-            try:
+            async with self._accounted(call, context):
                 return await behavior(request, context)
-            except asyncio.CancelledError:
-                self._cancelled(call, context)
-                raise
-            except grpc.aio.AbortError:
-                call.code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                await self._fail(call, exc, context)
-            finally:
-                self._finish(call)
 
         return wrapped
 
     def _unary_stream(self, method: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = await self._guard(method, request, context)
-            try:
+            async with self._accounted(call, context):
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
                         yield response
                 else:
                     await result
-            except asyncio.CancelledError:
-                self._cancelled(call, context)
-                raise
-            except grpc.aio.AbortError:
-                call.code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                await self._fail(call, exc, context)
-            finally:
-                self._finish(call)
 
         return wrapped
 
     def _stream_unary(self, method: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = await self._guard(method, None, context)
-            try:
+            async with self._accounted(call, context):
                 return await behavior(self._labelled(call, requests), context)
-            except asyncio.CancelledError:
-                self._cancelled(call, context)
-                raise
-            except grpc.aio.AbortError:
-                call.code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                await self._fail(call, exc, context)
-            finally:
-                self._finish(call)
 
         return wrapped
 
     def _stream_stream(self, method: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = await self._guard(method, None, context)
-            try:
+            async with self._accounted(call, context):
                 async for response in behavior(self._labelled(call, requests), context):
                     yield response
-            except asyncio.CancelledError:
-                self._cancelled(call, context)
-                raise
-            except grpc.aio.AbortError:
-                call.code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                await self._fail(call, exc, context)
-            finally:
-                self._finish(call)
 
         return wrapped
 
