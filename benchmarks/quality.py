@@ -24,7 +24,7 @@ from tuneserve.encoding import encode_texts, load_tokenizer
 from tuneserve.exporter.export import ExportConfig, export
 from tuneserve.inference import OnnxModel
 from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner
+from tuneserve.trainer.evaluation import evaluate
 from tuneserve.trainer.train import TrainConfig, torch_logits_fn, train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,15 +64,13 @@ def _subset(path: Path, spec: dict, limit: int | None, seed: int, work: Path) ->
 
 
 def _read(path: Path, spec: dict):
-    if spec["task"] == "ner":
-        return datasets.read_ner(path)
-    return datasets.read_classification(path, text_column=spec["text_column"])
+    return datasets.read_examples(spec["task"], path, text_column=spec.get("text_column", "text"))
 
 
 def _evaluate(logits_fn, tokenizer, examples, labels, spec: dict, max_length: int, batch: int) -> dict:
-    if spec["task"] == "ner":
-        return evaluate_ner(logits_fn, tokenizer, examples, labels, max_length, batch_size=batch)
-    return evaluate_classification(logits_fn, tokenizer, examples, labels, False, batch_size=batch)
+    return evaluate(
+        spec["task"], logits_fn, tokenizer, examples, labels, max_length=max_length, batch_size=batch
+    )
 
 
 def _speed(model: OnnxModel, texts: list[str], batch: int, repeats: int = 3) -> float:

@@ -21,7 +21,7 @@ from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import Manifest, ModelStore, QuantizationInfo
 from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner
+from tuneserve.trainer.evaluation import evaluate
 from tuneserve.trainer.metrics import primary_metric
 from tuneserve.trainer.progress import Progress, ProgressFn, no_progress
 from tuneserve.trainer.train import CURVE, METRICS, TRAINING_RECORD
@@ -76,10 +76,9 @@ def _versions() -> dict[str, str]:
 
 def _read_examples(record: dict, path: Path) -> list:
     """Read data the way the training run recorded in ``record`` read it."""
-    if record["task"] == "ner":
-        return datasets.read_ner(path)
     hyper = record["hyperparameters"]
-    return datasets.read_classification(
+    return datasets.read_examples(
+        record["task"],
         path,
         text_column=hyper["text_column"],
         label_column=hyper["label_column"],
@@ -98,10 +97,14 @@ class _Evaluator:
     def __call__(self, onnx_file: str, providers: list[str] | None = None) -> dict[str, float]:
         r = self.record
         model = OnnxModel(self.folder, onnx_file, r["max_length"], providers=providers)
-        if r["task"] == "ner":
-            return evaluate_ner(model.logits, model.tokenizer, self.examples, r["labels"], r["max_length"])
-        return evaluate_classification(
-            model.logits, model.tokenizer, self.examples, r["labels"], r["multi_label"]
+        return evaluate(
+            r["task"],
+            model.logits,
+            model.tokenizer,
+            self.examples,
+            r["labels"],
+            multi_label=r["multi_label"],
+            max_length=r["max_length"],
         )
 
 

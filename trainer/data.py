@@ -335,6 +335,24 @@ def _read_text_jsonl(
     return out
 
 
+def read_examples(
+    task: str,
+    path: PathLike,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    multi_label: bool = False,
+) -> list[TextExample] | list[TokenExample]:
+    """Read ``path`` as ``task`` ("classification" or "ner") needs it."""
+    if task == "ner":
+        return read_ner(path)
+    if task == "classification":
+        return read_classification(
+            path, text_column=text_column, label_column=label_column, multi_label=multi_label
+        )
+    raise ValueError(f"unknown task {task!r}: use classification or ner")
+
+
 def label_set_classification(examples: Iterable[TextExample]) -> list[str]:
     """Sorted unique labels; in numeric order when all are integers ("2" before "10")."""
     labels = {label for ex in examples for label in ex.labels}

@@ -88,3 +88,27 @@ def evaluate_ner(
         logits_fn, tokenizer, [ex.tokens for ex in examples], labels, max_length, batch_size
     )
     return ner_metrics([ex.tags for ex in examples], predicted)
+
+
+def evaluate(
+    task: str,
+    logits_fn: LogitsFn,
+    tokenizer: Tokenizer,
+    examples: Sequence[TextExample] | Sequence[TokenExample],
+    labels: Sequence[str],
+    *,
+    multi_label: bool = False,
+    max_length: int,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """The metrics of ``task`` for ``examples``."""
+    if task == "ner":
+        return evaluate_ner(logits_fn, tokenizer, examples, labels, max_length, batch_size)
+    return evaluate_classification(
+        logits_fn,
+        tokenizer,
+        examples,
+        labels,
+        multi_label,
+        batch_size,
+    )

@@ -43,7 +43,7 @@ from transformers.utils import logging as hf_logging
 
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
 from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner, gold_matrix
+from tuneserve.trainer.evaluation import evaluate, gold_matrix
 from tuneserve.trainer.metrics import primary_metric
 from tuneserve.trainer.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
 
@@ -301,10 +301,6 @@ def train(
         model = AutoModelForTokenClassification.from_pretrained(base, **model_kwargs)
         features = _features_ner(tokenizer, train_set, label_ids, config.max_length)
         collator = DataCollatorForTokenClassification(hf_tokenizer)
-
-        def evaluate_fn(m):
-            fn = torch_logits_fn(m, device, hf_tokenizer.pad_token_id or 0)
-            return evaluate_ner(fn, tokenizer, valid_set, labels, config.max_length)
     else:
         problem = "multi_label_classification" if multi_label else "single_label_classification"
         model = AutoModelForSequenceClassification.from_pretrained(base, problem_type=problem, **model_kwargs)
@@ -312,9 +308,17 @@ def train(
         features = _features_classification(rows, gold_matrix(train_set, labels, multi_label), multi_label)
         collator = DataCollatorWithPadding(hf_tokenizer)
 
-        def evaluate_fn(m):
-            fn = torch_logits_fn(m, device, hf_tokenizer.pad_token_id or 0)
-            return evaluate_classification(fn, tokenizer, valid_set, labels, multi_label)
+    def evaluate_fn(m: PreTrainedModel) -> dict[str, float]:
+        fn = torch_logits_fn(m, device, hf_tokenizer.pad_token_id or 0)
+        return evaluate(
+            config.task,
+            fn,
+            tokenizer,
+            valid_set,
+            labels,
+            multi_label=multi_label,
+            max_length=config.max_length,
+        )
 
     accepted = set(inspect.signature(model.forward).parameters)
     features = [{k: v for k, v in f.items() if k in accepted} for f in features]
@@ -394,23 +398,18 @@ def train(
 
 
 def _load_data(config: TrainConfig):
+    columns = {
+        "text_column": config.text_column,
+        "label_column": config.label_column,
+        "multi_label": config.multi_label,
+    }
+    train_set = datasets.read_examples(config.task, config.train, **columns)
+    valid_set = datasets.read_examples(config.task, config.validation, **columns)
     if config.task == "ner":
-        train_set = datasets.read_ner(config.train)
-        valid_set = datasets.read_ner(config.validation)
-        labels = datasets.label_set_ner(train_set)
-        multi_label = False
-    elif config.task == "classification":
-        kwargs = {
-            "text_column": config.text_column,
-            "label_column": config.label_column,
-            "multi_label": config.multi_label,
-        }
-        train_set = datasets.read_classification(config.train, **kwargs)
-        valid_set = datasets.read_classification(config.validation, **kwargs)
-        multi_label = config.multi_label or any(len(ex.labels) != 1 for ex in train_set)
-        labels = datasets.label_set_classification(train_set)
+        labels, multi_label = datasets.label_set_ner(train_set), False
     else:
-        raise ValueError(f"unknown task {config.task!r}: use classification or ner")
+        labels = datasets.label_set_classification(train_set)
+        multi_label = config.multi_label or any(len(ex.labels) != 1 for ex in train_set)
     datasets.check_validation_labels(config.validation, valid_set, labels)
     return multi_label, labels, train_set, valid_set
 
