@@ -169,16 +169,21 @@ class ModelStore:
         write_atomic(self.root / name / SERVING, json.dumps({"version": version}).encode())
 
     @contextlib.contextmanager
-    def staging(self, name: str) -> Iterator[Path]:
-        """A fresh ``.tmp-<uuid>`` folder to write a version into; removed if the block raises."""
-        check_name(name)
-        path = self.root / name / f".tmp-{uuid.uuid4().hex}"
+    def staging(self, name: str, tag: str | None = None) -> Iterator[Path]:
+        """A fresh ``.tmp-<tag or uuid>`` folder to write a version into; removed if the block raises.
+
+        A known ``tag`` (a training job's id) lets whoever started the writer remove its folder after a
+        crash: ``staging_path(name, tag)``."""
+        path = self.staging_path(name, tag or uuid.uuid4().hex)
         path.mkdir(parents=True)
         try:
             yield path
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
+
+    def staging_path(self, name: str, tag: str) -> Path:
+        return self.root / check_name(name) / f".tmp-{tag}"
 
     def publish(self, name: str, staged: Path, manifest: Manifest, *, serve_if_first: bool = True) -> int:
         """Checksum, fsync and rename a staged folder into the next version number; return it.

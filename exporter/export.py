@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -19,7 +20,7 @@ import structlog
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
 from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import Manifest, ModelStore, QuantizationInfo
+from tuneserve.repository import Manifest, ModelStore, ModelVersion, QuantizationInfo
 from tuneserve.trainer import data as datasets
 from tuneserve.trainer.evaluation import evaluate
 from tuneserve.trainer.metrics import primary_metric
@@ -54,6 +55,8 @@ class ExportConfig:
     validation: Path | None = None  # default: the validation file recorded at training time
     calibration_size: int = 256
     serve_if_first: bool = True
+    staging_tag: str | None = None  # names the staging folder (see ModelStore.staging)
+    threads: int = 0  # ONNX Runtime intra-op threads for the measurements (0: one per core)
 
 
 @dataclass(frozen=True)
@@ -89,14 +92,16 @@ def _read_examples(record: dict, path: Path) -> list:
 class _Evaluator:
     """Measures an ONNX file of the staged folder on the validation data, as the server would run it."""
 
-    def __init__(self, folder: Path, record: dict, validation: Path) -> None:
-        self.folder, self.record = folder, record
+    def __init__(self, folder: Path, record: dict, validation: Path, threads: int = 0) -> None:
+        self.folder, self.record, self.threads = folder, record, threads
         self.examples = _read_examples(record, validation)
         datasets.check_validation_labels(validation, self.examples, record["labels"])
 
     def __call__(self, onnx_file: str, providers: list[str] | None = None) -> dict[str, float]:
         r = self.record
-        model = OnnxModel(self.folder, onnx_file, r["max_length"], providers=providers)
+        model = OnnxModel(
+            self.folder, onnx_file, r["max_length"], providers=providers, intra_op_threads=self.threads
+        )
         return evaluate(
             r["task"],
             model.logits,
@@ -106,6 +111,26 @@ class _Evaluator:
             multi_label=r["multi_label"],
             max_length=r["max_length"],
         )
+
+
+def measure_version(version: ModelVersion, validation: Path, threads: int = 0) -> dict[str, float]:
+    """Metrics of a published version's served ONNX file on ``validation`` (text/label or tokens/tags JSON
+    Lines, or any format ``read_examples`` reads with the default columns), through ONNX Runtime on CPU."""
+    m = version.manifest
+    examples = datasets.read_examples(m.task, validation, multi_label=m.multi_label)
+    datasets.check_validation_labels(validation, examples, m.labels)
+    model = OnnxModel(
+        version.path, m.onnx_file, m.max_length, providers=["CPUExecutionProvider"], intra_op_threads=threads
+    )
+    return evaluate(
+        m.task,
+        model.logits,
+        model.tokenizer,
+        examples,
+        m.labels,
+        multi_label=m.multi_label,
+        max_length=m.max_length,
+    )
 
 
 def _calibration_rows(folder: Path, record: dict, size: int):
@@ -134,8 +159,17 @@ def int8_rejection(
     )
 
 
-def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> ExportResult:
-    """Export, quantize, measure and publish one checkpoint as the next version of ``config.name``."""
+BeforePublish = Callable[[Path, Manifest], None]
+
+
+def export(
+    config: ExportConfig, on_progress: ProgressFn = no_progress, before_publish: BeforePublish | None = None
+) -> ExportResult:
+    """Export, quantize, measure and publish one checkpoint as the next version of ``config.name``.
+
+    ``before_publish(staged_folder, manifest)`` runs when the version is complete but not yet published
+    (the Train RPC's quality gate); if it raises, nothing is published and the staging folder is removed.
+    """
     from optimum.exporters.onnx import main_export
 
     started = time.monotonic()
@@ -146,18 +180,17 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
     record = json.loads(record_path.read_text())
     metric = primary_metric(record["task"], record["multi_label"])
     store = ModelStore(config.model_root)
-    with store.staging(config.name) as staged:
+    with store.staging(config.name, config.staging_tag) as staged:
         on_progress(Progress("exporting", message="exporting to ONNX"))
         main_export(str(checkpoint), staged, task=_HF_TASK[record["task"]], local_files_only=True)
         for extra in (TRAINING_RECORD, METRICS, CURVE):
             if (checkpoint / extra).exists():
                 shutil.copy2(checkpoint / extra, staged / extra)
-        evaluate = _Evaluator(staged, record, Path(config.validation or record["validation"]))
-        on_progress(Progress("validating", message="measuring fp32 ONNX"))
-        metrics = {"torch": record["metrics"], "onnx_fp32": evaluate(FP32_FILE, ["CPUExecutionProvider"])}
+        evaluate = _Evaluator(
+            staged, record, Path(config.validation or record["validation"]), threads=config.threads
+        )
         served, served_key, method, reason, providers = FP32_FILE, "onnx_fp32", "fp32 ONNX", None, None
-
-        requested = "none"
+        requested, variant = "none", None
         if config.quantize == "int8":
             requested = f"int8-{config.int8_mode}"
             on_progress(Progress("quantizing", message=requested))
@@ -166,6 +199,16 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
                 variant, method = q.quantize_static(staged, rows)
             else:
                 variant, method = q.quantize_dynamic(staged)
+        elif config.quantize == "fp16":
+            requested = "fp16"
+            on_progress(Progress("quantizing", message="fp16"))
+            served, method = q.convert_fp16(staged)
+            served_key = "onnx_fp16"
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        on_progress(Progress("validating", message="measuring fp32 ONNX"))
+        metrics = {"torch": record["metrics"], "onnx_fp32": evaluate(FP32_FILE, ["CPUExecutionProvider"])}
+        if variant is not None:
             on_progress(Progress("validating", message=f"measuring {requested} ONNX"))
             metrics["onnx_int8"] = evaluate(variant, ["CPUExecutionProvider"])
             reason = int8_rejection(metrics["onnx_fp32"], metrics["onnx_int8"], metric, config.tolerance)
@@ -174,12 +217,7 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
                 (staged / variant).unlink()
             else:
                 served, served_key, providers = variant, "onnx_int8", ["CPUExecutionProvider"]
-        elif config.quantize == "fp16":
-            requested = "fp16"
-            on_progress(Progress("quantizing", message="fp16"))
-            served, method = q.convert_fp16(staged)
-            served_key = "onnx_fp16"
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif served_key == "onnx_fp16":
             try:
                 metrics["onnx_fp16"] = evaluate(served, providers)
             except Exception as exc:  # fp16 kernels are missing on some CPU builds; measured on GPU then
@@ -217,6 +255,8 @@ def export(config: ExportConfig, on_progress: ProgressFn = no_progress) -> Expor
             },
             package_versions=_versions(),
         )
+        if before_publish is not None:
+            before_publish(staged, manifest)
         version = store.publish(config.name, staged, manifest, serve_if_first=config.serve_if_first)
     path = store.root / config.name / str(version)
     log.info(

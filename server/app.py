@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from typing import Any
 
 import grpc
 import structlog
@@ -28,8 +29,14 @@ from tuneserve.server.dataplane import DataPlane
 from tuneserve.server.interceptors import ServerInterceptor, Traffic
 from tuneserve.server.metrics import Metrics, MetricsServer
 from tuneserve.server.registry import ModelRegistry
-from tuneserve.server.servicer import InferenceServicer, ModelServicer, TrainingServicer
+from tuneserve.server.servicer import (
+    DisabledTrainingServicer,
+    InferenceServicer,
+    ModelServicer,
+    TrainingServicer,
+)
 from tuneserve.server.settings import Settings
+from tuneserve.server.training import Training, unavailable_reason
 from tuneserve.v1 import (
     inference_pb2,
     inference_pb2_grpc,
@@ -44,7 +51,7 @@ log = structlog.get_logger("tuneserve.server")
 INFERENCE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_name
 MODEL = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 TRAINING = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
-# Services that report SERVING once the models are loaded; TrainingService stays NOT_SERVING (unimplemented).
+# Services that report SERVING once the models are loaded; TrainingService too when this server can train.
 READY_SERVICES = ("", INFERENCE, MODEL)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -75,10 +82,17 @@ class App:
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
             InferenceServicer(dataplane, settings.max_stream_in_flight), self._server
         )
-        model_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelServicer(Catalog(self.store, self.models)), self._server
-        )
-        training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(), self._server)
+        catalog = Catalog(self.store, self.models)
+        model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(catalog), self._server)
+        self.training: Training | None = None
+        reason = unavailable_reason(settings)
+        if reason is None:
+            self.training = Training(settings, self.store, self.models, catalog)
+            training_servicer: Any = TrainingServicer(self.training)
+        else:
+            log.info("training off", reason=reason)
+            training_servicer = DisabledTrainingServicer(reason)
+        training_pb2_grpc.add_TrainingServiceServicer_to_server(training_servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable(self._server, [INFERENCE, MODEL, TRAINING, health.SERVICE_NAME])
 
@@ -103,6 +117,9 @@ class App:
     async def load(self) -> None:
         """Load and warm every model's serving version, then report SERVING."""
         await self.models.load_all()
+        if self.training is not None:
+            await self.training.start()
+            await self.health.set(TRAINING, SERVING)
         for service in READY_SERVICES:
             await self.health.set(service, SERVING)
         log.info(
@@ -121,6 +138,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         finished = await self.traffic.wait_idle(grace)
         await self._server.stop(grace=0.5 if finished else 0)
+        if self.training is not None:
+            await self.training.close()
         await self.models.close()
         if self._metrics_server is not None:
             self._metrics_server.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import structlog
 
 from tuneserve.repository import Manifest, ModelStore, StoreError
-from tuneserve.server.errors import InvalidInput, ModelNotFound
+from tuneserve.server.errors import GateFailed, InvalidInput, ModelNotFound
 from tuneserve.server.registry import ModelRegistry
 
 log = structlog.get_logger("tuneserve.server.catalog")
@@ -68,6 +68,63 @@ class Catalog:
             known = ", ".join(await asyncio.to_thread(self.store.models)) or "none"
             raise ModelNotFound(f"model {name[:80]!r} is not in the model store; known models: {known}")
         return await self._describe(name)
+
+    async def set_serving(self, name: str, version: int) -> ModelInfo:
+        """Promote or roll back: ``version`` is loaded, verified and warmed, then serves (atomically)."""
+        await self._kept(name, version)
+        live = self.registry.serving(name)
+        if live is None or live.version != version:
+            try:
+                await self.registry.promote(name, version)
+            except StoreError as exc:
+                raise GateFailed(f"version {version} of {name!r} cannot serve: {exc}") from exc
+        return await self._describe(name)
+
+    async def delete(self, name: str, version: int) -> None:
+        """Remove a kept version that is not serving (its number is never reused)."""
+        await self._kept(name, version)
+        live = self.registry.serving(name)
+        serving = live.version if live else await asyncio.to_thread(self.store.serving_version, name)
+        if version == serving:
+            raise GateFailed(
+                f"version {version} is the serving version of {name!r}; set another serving version "
+                "(SetServingVersion) before deleting it"
+            )
+        await self.registry.forget(name, version)
+        try:
+            await asyncio.to_thread(self.store.delete_version, name, version)
+        except StoreError as exc:
+            raise GateFailed(str(exc)) from exc
+        self._manifests.pop((name, version), None)
+        log.info("version deleted", model=name, version=version)
+
+    async def retain(self, name: str, keep: int, protect: int) -> None:
+        """Delete the oldest versions beyond the newest ``keep`` (never the serving one nor ``protect``)."""
+        if keep <= 0:
+            return
+        versions = await asyncio.to_thread(self.store.versions, name)
+        serving = await asyncio.to_thread(self.store.serving_version, name)
+        excess = len(versions) - keep
+        for v in versions:
+            if excess <= 0:
+                break
+            if v in (serving, protect):
+                continue
+            await self.delete(name, v)
+            excess -= 1
+
+    async def _kept(self, name: str, version: int) -> None:
+        if not name:
+            raise InvalidInput("name is required: the name of a model (ListModels lists them)")
+        if version <= 0:
+            raise InvalidInput(f"version is {version}: name a kept version (a positive number)")
+        await self.get(name)
+        kept = await asyncio.to_thread(self.store.versions, name)
+        if version not in kept:
+            raise ModelNotFound(
+                f"model {name!r} has no version {version}; "
+                f"kept versions: {', '.join(map(str, kept)) or 'none'}"
+            )
 
     async def _describe(self, name: str) -> ModelInfo:
         versions = await asyncio.to_thread(self.store.versions, name)

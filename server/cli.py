@@ -15,7 +15,7 @@ from typing import Any
 import click
 from pydantic import BaseModel, ValidationError
 
-from tuneserve.server.settings import BatchSettings, LimitSettings, Settings
+from tuneserve.server.settings import BatchSettings, LimitSettings, Settings, TrainingSettings
 
 _FLOAT_MIN0 = click.FloatRange(min=0)
 # flag, settings field ("section.field" for nested ones), click type
@@ -37,8 +37,20 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--max-texts-per-request", "limits.max_texts_per_request", click.IntRange(min=1)),
     ("--max-text-bytes", "limits.max_text_bytes", click.IntRange(min=1)),
     ("--max-message-bytes", "limits.max_message_bytes", click.IntRange(min=1024)),
+    ("--training/--no-training", "training.enabled", bool),
+    ("--jobs-dir", "training.jobs_dir", click.Path(file_okay=False, path_type=Path)),
+    ("--data-root", "training.data_root", click.Path(file_okay=False, path_type=Path)),
+    ("--max-running-jobs", "training.max_running", click.IntRange(1, 64)),
+    ("--max-queued-jobs", "training.max_queued", click.IntRange(min=0)),
+    ("--training-threads", "training.threads", click.IntRange(min=0)),
+    ("--training-device", "training.device", click.Choice(["auto", "cpu", "cuda"])),
+    ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
 ]
-_SECTIONS: dict[str, type[BaseModel]] = {"batch": BatchSettings, "limits": LimitSettings}
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "batch": BatchSettings,
+    "limits": LimitSettings,
+    "training": TrainingSettings,
+}
 
 
 def _field(path: str) -> tuple[str | None, str, Any]:
@@ -72,7 +84,7 @@ def _options(f: Callable[..., Any]) -> Callable[..., Any]:
 def build_settings(values: dict[str, Any]) -> Settings:
     """Settings from the command's values (None: not given on the command line)."""
     flat: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {"batch": {}, "limits": {}}
+    nested: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
     for key, value in values.items():
         section, _, name = key.rpartition("__")
         (nested[section] if section else flat)[name] = value

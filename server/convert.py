@@ -7,9 +7,11 @@ from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tuneserve.server import jobstore
 from tuneserve.server.catalog import ModelInfo, VersionInfo
 from tuneserve.server.dataplane import ClassifyOutput, ExtractOutput
-from tuneserve.v1 import common_pb2, inference_pb2, model_pb2
+from tuneserve.server.jobs import Event
+from tuneserve.v1 import common_pb2, inference_pb2, model_pb2, training_pb2
 
 TASKS = {"classification": common_pb2.TASK_CLASSIFICATION, "ner": common_pb2.TASK_TOKEN_CLASSIFICATION}
 QUANTIZATIONS = {
@@ -91,4 +93,66 @@ def model(info: ModelInfo) -> model_pb2.Model:
         task=TASKS.get(info.task, common_pb2.TASK_UNSPECIFIED),
         serving_version=info.serving_version,
         versions=[model_version(v) for v in info.versions],
+    )
+
+
+_JOB_STATES = {
+    "queued": training_pb2.JOB_STATE_QUEUED,
+    "running": training_pb2.JOB_STATE_RUNNING,
+    "succeeded": training_pb2.JOB_STATE_SUCCEEDED,
+    "failed": training_pb2.JOB_STATE_FAILED,
+    "cancelled": training_pb2.JOB_STATE_CANCELLED,
+}
+JOB_STATE_NAMES = {v: k for k, v in _JOB_STATES.items()}
+_STAGES = {
+    name: training_pb2.TrainingStage.Value(f"TRAINING_STAGE_{name.upper()}") for name in jobstore.STAGES
+}
+
+
+def _epoch_timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def _progress(step: int, total: int, epoch: float, loss: float) -> training_pb2.TrainingProgress:
+    return training_pb2.TrainingProgress(step=step, total_steps=total, epoch=epoch, loss=loss)
+
+
+def training_job(job: jobstore.JobRecord) -> training_pb2.TrainingJob:
+    return training_pb2.TrainingJob(
+        id=job.id,
+        model=job.model,
+        task=TASKS[job.task],
+        base_model=job.base_model,
+        version=job.version,
+        state=_JOB_STATES[job.state],
+        stage=_STAGES[job.stage],
+        created_at=_epoch_timestamp(job.created_at),
+        started_at=_epoch_timestamp(job.started_at),
+        finished_at=_epoch_timestamp(job.finished_at),
+        progress=_progress(job.step, job.total_steps, job.epoch, job.loss),
+        primary_metric=job.primary_metric,
+        new_metrics=job.new_metrics,
+        baseline_metrics=job.baseline_metrics,
+        baseline_version=job.baseline_version,
+        promoted=job.promoted,
+        promotion_reason=job.promotion_reason,
+        error=job.error,
+    )
+
+
+def training_event(event: Event) -> training_pb2.WatchTrainingJobResponse:
+    return training_pb2.WatchTrainingJobResponse(
+        event=training_pb2.TrainingEvent(
+            job_id=event.job_id,
+            state=_JOB_STATES[event.state],
+            stage=_STAGES[event.stage],
+            progress=_progress(event.step, event.total_steps, event.epoch, event.loss),
+            metrics=event.metrics,
+            message=event.message,
+            time=_epoch_timestamp(event.time),
+        )
     )

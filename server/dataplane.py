@@ -77,11 +77,12 @@ class DataPlane:
             raise InvalidInput(f"top_k is {top_k}: use 0 for all labels, or a positive number of labels")
         req = ValidClassify(*self._texts(model, version, texts), top_k=top_k)
         loaded = await self._lookup(req, "classification")
-        deadline = _deadline(timeout)
-        rows = await _maybe_in_thread(req.texts, classify.encode, loaded.runtime.tokenizer, req.texts)
-        logits = await loaded.batcher.submit(rows, deadline)
-        m = loaded.runtime.manifest
-        results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
+        with loaded.lease():
+            deadline = _deadline(timeout)
+            rows = await _maybe_in_thread(req.texts, classify.encode, loaded.runtime.tokenizer, req.texts)
+            logits = await loaded.batcher.submit(rows, deadline)
+            m = loaded.runtime.manifest
+            results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
         return ClassifyOutput(req.model, loaded.version, results)
 
     async def extract_entities(
@@ -103,17 +104,18 @@ class DataPlane:
             raise InvalidInput(f"min_score is {min_score}: it must be in [0, 1] (0 keeps every entity)")
         req = ValidExtract(*self._texts(model, version, texts), aggregation=strategy, min_score=min_score)
         loaded = await self._lookup(req, "ner")
-        deadline = _deadline(timeout)
-        tokenizer = loaded.window_tokenizer or loaded.runtime.tokenizer
-        max_length = loaded.runtime.max_length
-        windows = await _maybe_in_thread(req.texts, _windows, tokenizer, req.texts, max_length)
-        flat = [ner.to_row(w) for ws in windows for w in ws]
-        loaded.batcher.check_capacity(len(flat))
-        logits = await loaded.batcher.submit(flat, deadline)
-        labels = loaded.runtime.manifest.labels
-        results = await _maybe_in_thread(
-            req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
-        )
+        with loaded.lease():
+            deadline = _deadline(timeout)
+            tokenizer = loaded.window_tokenizer or loaded.runtime.tokenizer
+            max_length = loaded.runtime.max_length
+            windows = await _maybe_in_thread(req.texts, _windows, tokenizer, req.texts, max_length)
+            flat = [ner.to_row(w) for ws in windows for w in ws]
+            loaded.batcher.check_capacity(len(flat))
+            logits = await loaded.batcher.submit(flat, deadline)
+            labels = loaded.runtime.manifest.labels
+            results = await _maybe_in_thread(
+                req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
+            )
         return ExtractOutput(req.model, loaded.version, results)
 
     def _texts(self, model: str, version: int, texts: Sequence[str]) -> tuple[str, int, list[str]]:

@@ -8,9 +8,10 @@ Every message says what was wrong and what is allowed, and is sent to the client
     ├── ModelNotReady               UNAVAILABLE       starting, draining, or the model failed to load
     ├── Overloaded                  RESOURCE_EXHAUSTED queue full; the message has retry advice
     ├── DeadlineExceeded            DEADLINE_EXCEEDED the caller's deadline passed before the work ran
-    ├── Unimplemented               UNIMPLEMENTED     RPCs whose issue has not landed yet
-    ├── JobConflict                 ALREADY_EXISTS    a training job for the model is already running
-    └── GateFailed                  FAILED_PRECONDITION  a version that may not serve (or be deleted)
+    ├── Unimplemented               UNIMPLEMENTED     an RPC this server does not implement
+    ├── JobConflict                 ALREADY_EXISTS    a job for the model is already queued or running
+    ├── GateFailed                  FAILED_PRECONDITION  a version that may not serve (or be deleted)
+    └── TrainingUnavailable         FAILED_PRECONDITION  training is off, or not installed, on this server
 
 Errors that belong to one item of a batch are set on that item's future only: the other callers of the
 same batch are not affected.
@@ -60,4 +61,8 @@ class JobConflict(TuneserveError):
 
 
 class GateFailed(TuneserveError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class TrainingUnavailable(TuneserveError):
     code = grpc.StatusCode.FAILED_PRECONDITION

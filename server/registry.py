@@ -2,14 +2,17 @@
 
 At start-up the serving version of every model in the store is verified, loaded, warmed up and given
 its batcher (``load_all``); a model that fails to load is logged and reported UNAVAILABLE, the others
-serve. Other kept versions load on first use. ``swap()`` loads and warms a new version before it replaces
-the serving one atomically; calls already holding the old version finish on it, then it is unloaded.
+serve. Other kept versions load on first use. ``promote()`` loads and warms a new version before it
+replaces the serving one atomically; calls already holding the old version (``LoadedVersion.lease``)
+finish on it, then it is unloaded.
 Blocking work (checksums, ONNX Runtime session creation, warmup) runs in threads, off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +52,34 @@ class LoadedVersion:
     batcher: Batcher
     window_tokenizer: Tokenizer | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    users: int = 0  # requests between lookup and response (see ``lease``)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._idle.set()
 
     @property
     def task(self) -> str:
         return str(self.runtime.manifest.task)
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[LoadedVersion]:
+        """Held by a request from its lookup to its response: a retired version is unloaded only when no
+        request holds it any more, so a hot swap never fails a call that started on the old version."""
+        self.users += 1
+        self._idle.clear()
+        try:
+            yield self
+        finally:
+            self.users -= 1
+            if self.users == 0:
+                self._idle.set()
+
+    async def wait_unused(self, timeout: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        return self.users == 0
 
 
 class ModelRegistry:
@@ -127,15 +154,37 @@ class ModelRegistry:
         except StoreError as exc:
             raise ModelNotReady(f"model {name!r} version {version} cannot be loaded: {exc}") from exc
 
-    async def swap(self, name: str, version: int) -> LoadedVersion:
-        """Make ``version`` serve ``name``: load and warm it first, switch atomically, retire the old one."""
-        new = await self._load(name, version)
-        old = self._serving.get(name)
-        self._serving[name] = new
-        self._failed.pop(name, None)
+    async def promote(self, name: str, version: int) -> LoadedVersion:
+        """Make ``version`` serve ``name``: load and warm it first, record it in the store (serving.json),
+        switch atomically, then retire the old one once the calls holding it have finished. Promotions of
+        one model are serialized."""
+        async with self._model_lock(name):
+            new = await self._load(name, version)
+            await asyncio.to_thread(self.store.set_serving_version, name, version)
+            old = self._serving.get(name)
+            self._serving[name] = new
+            self._failed.pop(name, None)
+            log.info(
+                "serving version set", model=name, version=version, previous=old.version if old else None
+            )
         if old is not None and old is not new:
-            await self._unload(old)
+            asyncio.get_running_loop().create_task(self._retire(old))
         return new
+
+    async def forget(self, name: str, version: int) -> None:
+        """Unload ``version`` if loaded (before it is deleted); it must not be the serving version."""
+        loaded = self._loaded.get((name, version))
+        if loaded is not None and self._serving.get(name) is not loaded:
+            await self._retire(loaded)
+
+    def _model_lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault((name, -1), asyncio.Lock())
+
+    async def _retire(self, loaded: LoadedVersion) -> None:
+        """Unload a version no longer serving, after the requests holding it finish (30 s at most)."""
+        if not await loaded.wait_unused(30.0):
+            log.warning("unloading a version still in use", model=loaded.name, version=loaded.version)
+        await self._unload(loaded)
 
     async def close(self) -> None:
         for loaded in list(self._loaded.values()):

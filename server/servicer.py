@@ -11,9 +11,17 @@ import grpc
 from tuneserve.server import convert
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.dataplane import DataPlane
-from tuneserve.server.errors import Unimplemented
+from tuneserve.server.errors import TrainingUnavailable
 from tuneserve.server.streams import ordered
-from tuneserve.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc, training_pb2_grpc
+from tuneserve.server.training import Training
+from tuneserve.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
@@ -76,35 +84,69 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     ) -> model_pb2.GetModelResponse:
         return model_pb2.GetModelResponse(model=convert.model(await self.catalog.get(request.name)))
 
-    async def SetServingVersion(self, request: Any, context: Context) -> Any:
-        raise Unimplemented(
-            "SetServingVersion is not implemented by this server yet: promote a version with the "
-            "model store (ModelStore.set_serving_version) and restart the server"
-        )
+    async def SetServingVersion(
+        self, request: model_pb2.SetServingVersionRequest, context: Context
+    ) -> model_pb2.SetServingVersionResponse:
+        info = await self.catalog.set_serving(request.name, request.version)
+        return model_pb2.SetServingVersionResponse(model=convert.model(info))
 
-    async def DeleteModelVersion(self, request: Any, context: Context) -> Any:
-        raise Unimplemented(
-            "DeleteModelVersion is not implemented by this server yet: delete versions with the "
-            "model store (ModelStore.delete_version)"
-        )
-
-
-def _training_unimplemented(rpc: str) -> Any:
-    async def method(self: Any, request: Any, context: Context) -> Any:
-        raise Unimplemented(
-            f"TrainingService.{rpc} is not implemented by this server yet: train with "
-            "`tuneserve train` and publish with `tuneserve export`"
-        )
-
-    method.__name__ = rpc
-    return method
+    async def DeleteModelVersion(
+        self, request: model_pb2.DeleteModelVersionRequest, context: Context
+    ) -> model_pb2.DeleteModelVersionResponse:
+        await self.catalog.delete(request.name, request.version)
+        return model_pb2.DeleteModelVersionResponse()
 
 
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
-    """Every RPC answers UNIMPLEMENTED until the training issue lands."""
+    def __init__(self, training: Training) -> None:
+        self.training = training
 
-    Train = _training_unimplemented("Train")
-    GetTrainingJob = _training_unimplemented("GetTrainingJob")
-    ListTrainingJobs = _training_unimplemented("ListTrainingJobs")
-    CancelTrainingJob = _training_unimplemented("CancelTrainingJob")
-    WatchTrainingJob = _training_unimplemented("WatchTrainingJob")
+    async def Train(self, request: training_pb2.TrainRequest, context: Context) -> training_pb2.TrainResponse:
+        return training_pb2.TrainResponse(job=convert.training_job(await self.training.train(request)))
+
+    async def GetTrainingJob(
+        self, request: training_pb2.GetTrainingJobRequest, context: Context
+    ) -> training_pb2.GetTrainingJobResponse:
+        job = await self.training.runner.get(request.job_id)
+        return training_pb2.GetTrainingJobResponse(job=convert.training_job(job))
+
+    async def ListTrainingJobs(
+        self, request: training_pb2.ListTrainingJobsRequest, context: Context
+    ) -> training_pb2.ListTrainingJobsResponse:
+        jobs, token = await self.training.runner.list(
+            request.model,
+            convert.JOB_STATE_NAMES.get(request.state, ""),
+            request.page_size,
+            request.page_token,
+        )
+        return training_pb2.ListTrainingJobsResponse(
+            jobs=[convert.training_job(j) for j in jobs], next_page_token=token
+        )
+
+    async def CancelTrainingJob(
+        self, request: training_pb2.CancelTrainingJobRequest, context: Context
+    ) -> training_pb2.CancelTrainingJobResponse:
+        job = await self.training.runner.cancel(request.job_id)
+        return training_pb2.CancelTrainingJobResponse(job=convert.training_job(job))
+
+    async def WatchTrainingJob(
+        self, request: training_pb2.WatchTrainingJobRequest, context: Context
+    ) -> AsyncIterator[training_pb2.WatchTrainingJobResponse]:
+        async for event in self.training.runner.watch(request.job_id):
+            yield convert.training_event(event)
+
+
+class DisabledTrainingServicer(training_pb2_grpc.TrainingServiceServicer):
+    """Every RPC answers FAILED_PRECONDITION with the reason training is off on this server."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    async def _refuse(self, request: Any, context: Context) -> Any:
+        raise TrainingUnavailable(self.reason)
+
+    Train = GetTrainingJob = ListTrainingJobs = CancelTrainingJob = _refuse
+
+    async def WatchTrainingJob(self, request: Any, context: Context) -> AsyncIterator[Any]:
+        raise TrainingUnavailable(self.reason)
+        yield  # pragma: no cover - makes this an async generator

@@ -53,6 +53,66 @@ class LimitSettings(BaseModel):
     )
 
 
+class HyperparameterDefaults(BaseModel):
+    """What a Train request gets for each hyperparameter it leaves unset."""
+
+    model_config = ConfigDict(frozen=True)
+    epochs: float = Field(3.0, gt=0, le=100)
+    learning_rate: float = Field(5e-5, gt=0, le=1)
+    batch_size: int = Field(32, ge=1, le=4096)
+    max_length: int = Field(128, ge=8, le=512)
+    seed: int = 42
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    early_stopping_patience: int = Field(2, ge=0, le=100)
+    freeze: str = "none"
+
+
+class TrainingSettings(BaseModel):
+    """The Train RPC: where jobs live, how many run, what they may read, and their defaults."""
+
+    model_config = ConfigDict(frozen=True)
+    enabled: bool = Field(True, description="Serve TrainingService (needs the train extra installed).")
+    jobs_dir: Path | None = Field(
+        None,
+        description="Job store (jobs.sqlite) and job work folders [default: .jobs inside the model root].",
+    )
+    data_root: Path | None = Field(
+        None, description="Folder that Dataset.uri paths are resolved in; unset: only inline data."
+    )
+    max_running: int = Field(1, ge=1, le=64, description="Jobs that train at the same time.")
+    max_queued: int = Field(16, ge=0, description="Jobs that may wait; beyond: RESOURCE_EXHAUSTED.")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads of each job (torch and ONNX Runtime); 0: half the cores, so serving keeps "
+        "its latency on a CPU host.",
+    )
+    nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of job processes (Linux).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where jobs train.")
+    default_base: str | None = Field(
+        None, description="Base model of a new model [default: the packaged all-MiniLM-L6-v2]."
+    )
+    quantization: Literal["int8-dynamic", "int8-static", "fp16", "none"] = Field(
+        "int8-dynamic", description="Quantization of a job that does not ask for one."
+    )
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Share of the training data held out when a job sends no validation."
+    )
+    max_inline_examples: int = Field(100_000, ge=1, description="Most inline examples per dataset.")
+    keep_versions: int = Field(
+        5,
+        ge=0,
+        description="Versions kept per model after a job registers one (0: all); the serving "
+        "version is always kept.",
+    )
+    cancel_grace_s: float = Field(
+        10.0, ge=0, description="How long a cancelled job may take to stop before it is killed."
+    )
+    defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
+
+
 class Settings(BaseSettings):
     """Everything ``tuneserve serve`` can be told."""
 
@@ -88,19 +148,20 @@ class Settings(BaseSettings):
     max_stream_in_flight: int = Field(32, ge=1, description="Requests of one stream processed concurrently.")
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Environment and defaults, overridden by the non-None values given (the CLI's flags).
 
-        Keys ``batch`` and ``limits`` take dicts merged over the environment's nested values.
+        Keys ``batch``, ``limits`` and ``training`` take dicts merged over the environment's nested values.
         """
         base = cls()
         data = base.model_dump()
         for key, value in overrides.items():
             if value is None:
                 continue
-            if key in ("batch", "limits"):
+            if key in ("batch", "limits", "training"):
                 data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
             else:
                 data[key] = value

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from tuneserve.v1 import inference_pb2_grpc, model_pb2_grpc
+from tuneserve.v1 import inference_pb2_grpc, model_pb2_grpc, training_pb2_grpc
 
 
 class ServerProcess:
@@ -63,6 +63,7 @@ class ServerProcess:
         self.channel = grpc.insecure_channel(self.target)
         self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
         self.models = model_pb2_grpc.ModelServiceStub(self.channel)
+        self.training = training_pb2_grpc.TrainingServiceStub(self.channel)
         if wait:
             self.wait_event("serving")
 

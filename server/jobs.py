@@ -1,0 +1,462 @@
+"""``JobRunner``: the training jobs of this server — queue, worker processes, events, cancel, recovery.
+
+Jobs wait in creation order for one of ``max_running`` slots. Each runs ``tuneserve.trainer.job`` in a new
+process group (niced, with its own thread count), which reports JSON events over a pipe; the runner
+folds them into the job's record (saved in the SQLite job store) and hands them to watchers. When the
+job has registered a new version and its gate allows, the runner promotes it through the registry (load,
+warm, switch). A job that fails or is cancelled leaves nothing behind: its work folder and its staging
+folder in the model store are removed, and the serving version is untouched.
+
+On start-up, jobs that were running when the server stopped are marked FAILED (their processes killed,
+their files removed); queued jobs stay queued and run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from tuneserve.repository import ModelStore
+from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, Overloaded
+from tuneserve.server.jobstore import STAGES, JobRecord, JobStore
+from tuneserve.server.settings import TrainingSettings
+
+log = structlog.get_logger("tuneserve.server.jobs")
+
+CANCELLED_EXIT = 3  # tuneserve.trainer.job.CANCELLED_EXIT (not imported: that module is the worker's)
+_LOG_TAIL = 1500
+
+
+@dataclass
+class Event:
+    """What watchers receive: a snapshot of the job when something changed."""
+
+    job_id: str
+    state: str
+    stage: str
+    step: int
+    total_steps: int
+    epoch: float
+    loss: float
+    metrics: dict[str, float]
+    message: str
+    time: float
+    progress_only: bool = False
+
+    @classmethod
+    def of(cls, job: JobRecord, message: str = "", progress_only: bool = False) -> Event:
+        return cls(
+            job.id,
+            job.state,
+            job.stage,
+            job.step,
+            job.total_steps,
+            job.epoch,
+            job.loss,
+            dict(job.new_metrics or job.metrics),
+            message or job.message,
+            time.time(),
+            progress_only,
+        )
+
+
+@dataclass
+class _Live:
+    """Events of a job since this server started it, and a condition to wake its watchers."""
+
+    events: list[Event] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        settings: TrainingSettings,
+        store: ModelStore,
+        jobs: JobStore,
+        work_root: Path,
+        promote: Callable[[str, int], Awaitable[Any]],
+        after_success: Callable[[str, int], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.jobs = jobs
+        self.work_root = work_root
+        self._promote = promote
+        self._after_success = after_success
+        self._queue: list[str] = []
+        self._running: dict[str, asyncio.subprocess.Process | None] = {}
+        self._active: dict[str, JobRecord] = {}  # the one record object of each running job
+        self._submit_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._live: dict[str, _Live] = {}
+        self._wake = asyncio.Event()
+        self._scheduler: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self) -> None:
+        """Recover from the last run, then start taking jobs from the queue."""
+        for job in await asyncio.to_thread(self.jobs.unfinished):
+            if job.state == "running":
+                await asyncio.to_thread(self._kill_orphan, job)
+                if job.version:
+                    job.promotion_reason = (
+                        f"{job.promotion_reason}; the server stopped before promotion: promote it "
+                        "with SetServingVersion"
+                    ).lstrip("; ")
+                    await self._finish(
+                        job, "succeeded", "the server stopped after the version was registered"
+                    )
+                else:
+                    job.error = (
+                        f"the server stopped while the job was running (stage {job.stage}); "
+                        "nothing was registered: submit the job again"
+                    )
+                    await self._finish(job, "failed", job.error)
+            else:
+                self._queue.append(job.id)
+        self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+
+    async def close(self) -> None:
+        """Stop running jobs (they fail: the server is going away); queued jobs stay queued."""
+        self._closing = True
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+        for job_id, proc in list(self._running.items()):
+            job = self._active.get(job_id)
+            if job is not None and STAGES.index(job.stage) < STAGES.index("promoting"):
+                job.error = "the server shut down while the job was running; submit it again"
+                job.cancel_requested = True
+                await asyncio.to_thread(self.jobs.save, job)
+                _signal_group(proc, signal.SIGTERM)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.cancel_grace_s + 5)
+
+    # ------------------------------------------------------------------ RPCs
+
+    def new_job_id(self) -> str:
+        return uuid.uuid4().hex[:16]
+
+    def work_dir(self, job_id: str) -> Path:
+        return self.work_root / job_id
+
+    async def submit(self, job: JobRecord) -> JobRecord:
+        """Queue a prepared job (see ``trainrequest.prepare``)."""
+        try:
+            async with self._submit_lock:
+                await self.check_admission(job.model)
+                job.spec["threads"] = self._threads()
+                await asyncio.to_thread(self.jobs.add, job)
+                self._queue.append(job.id)
+        except BaseException:
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            raise
+        log.info("job queued", job=job.id, model=job.model, task=job.task)
+        self._wake.set()
+        return job
+
+    async def check_admission(self, model: str) -> None:
+        """ALREADY_EXISTS if the model has a job queued or running; RESOURCE_EXHAUSTED if the queue is
+        full."""
+        for other in await asyncio.to_thread(self.jobs.unfinished):
+            if other.model == model:
+                raise JobConflict(
+                    f"job {other.id} for model {model!r} is already {other.state}; wait for it "
+                    "(WatchTrainingJob) or cancel it (CancelTrainingJob)"
+                )
+        free = max(0, self.settings.max_running - len(self._running))
+        if len(self._queue) >= self.settings.max_queued + free:
+            raise Overloaded(f"the training queue is full ({len(self._queue)} jobs waiting); retry later")
+
+    async def get(self, job_id: str) -> JobRecord:
+        if job_id in self._active:
+            return self._active[job_id]
+        if not job_id:
+            raise InvalidInput("job_id is required: the id that Train returned (ListTrainingJobs lists them)")
+        job = await asyncio.to_thread(self.jobs.get, job_id)
+        if job is None:
+            raise ModelNotFound(
+                f"no training job {job_id[:64]!r} on this server (ListTrainingJobs lists them)"
+            )
+        return job
+
+    async def list(
+        self, model: str, state: str, page_size: int, page_token: str
+    ) -> tuple[list[JobRecord], str]:
+        if page_size < 0:
+            raise InvalidInput(f"page_size is {page_size}: use 0 for the default (50) or a positive number")
+        size = min(page_size or 50, 1000)
+        before = None
+        if page_token:
+            try:
+                before = int(page_token)
+            except ValueError as exc:
+                raise InvalidInput(
+                    "page_token is not one this server returned: pass next_page_token"
+                ) from exc
+        found = await asyncio.to_thread(self.jobs.list, model, state, before, size + 1)
+        page = found[:size]
+        return page, str(page[-1].seq) if len(found) > size else ""
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        job = await self.get(job_id)
+        if job.final:
+            return job
+        if job.state == "queued":
+            with contextlib.suppress(ValueError):
+                self._queue.remove(job.id)
+            await self._finish(job, "cancelled", "cancelled while queued")
+            return job
+        if STAGES.index(job.stage) >= STAGES.index("promoting"):
+            return job  # past the point of no return
+        job.cancel_requested = True
+        await asyncio.to_thread(self.jobs.save, job)
+        proc = self._running.get(job.id)
+        _signal_group(proc, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.settings.cancel_grace_s, _signal_group, proc, signal.SIGKILL)
+        log.info("job cancel requested", job=job.id, model=job.model)
+        return job
+
+    async def watch(self, job_id: str) -> AsyncIterator[Event]:
+        """A snapshot now, then every event until the final one (consecutive progress events coalesced
+        for a slow reader; state and stage changes never)."""
+        live = self._live.setdefault(job_id, _Live())
+        seen = len(live.events)
+        try:
+            job = await self.get(job_id)
+        except ModelNotFound:
+            self._live.pop(job_id, None)
+            raise
+        yield Event.of(job)
+        if job.final:
+            return
+        while True:
+            async with live.changed:
+                await live.changed.wait_for(lambda n=seen: len(live.events) > n)
+                fresh = live.events[seen:]
+                seen = len(live.events)
+            for i, event in enumerate(fresh):
+                if event.progress_only and i + 1 < len(fresh) and fresh[i + 1].progress_only:
+                    continue
+                yield event
+                if event.state in ("succeeded", "failed", "cancelled"):
+                    return
+
+    # ------------------------------------------------------------------ work
+
+    def _threads(self) -> int:
+        return self.settings.threads or max(1, (os.cpu_count() or 2) // 2)
+
+    async def _schedule(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and len(self._running) < self.settings.max_running and not self._closing:
+                job_id = self._queue.pop(0)
+                self._running[job_id] = None
+                task = asyncio.get_running_loop().create_task(self._run(job_id))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            job = await asyncio.to_thread(self.jobs.get, job_id)
+            if job is None or job.final:
+                return
+            self._active[job_id] = job
+            await self._execute(job)
+        except Exception:
+            log.exception("job runner crashed", job=job_id)
+            job = self._active.get(job_id) or await asyncio.to_thread(self.jobs.get, job_id)
+            if job is not None and not job.final:
+                job.error = "internal error of the job runner; the server log has the details"
+                await self._finish(job, "failed", job.error)
+        finally:
+            self._running.pop(job_id, None)
+            self._active.pop(job_id, None)
+            self._wake.set()
+
+    async def _execute(self, job: JobRecord) -> None:
+        work = Path(job.work_dir)
+        spec_path = work / "spec.json"
+        spec_path.write_text(json.dumps(job.spec))
+        job.state, job.stage, job.started_at = "running", "training", time.time()
+        await self._publish(job, "started")
+        read_fd, write_fd = os.pipe()
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(job.spec["threads"]),
+            "MKL_NUM_THREADS": str(job.spec["threads"]),
+            "TOKENIZERS_PARALLELISM": "false",
+            "TUNESERVE_JOB_NICE": str(self.settings.nice),
+        }
+        log_path = work / "job.log"
+        with log_path.open("wb") as log_file:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "tuneserve.trainer.job",
+                    str(spec_path),
+                    str(write_fd),
+                    pass_fds=(write_fd,),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    env=env,
+                )
+            finally:
+                os.close(write_fd)
+        self._running[job.id] = proc
+        job.pid = proc.pid
+        await asyncio.to_thread(self.jobs.save, job)
+        log.info("job started", job=job.id, model=job.model, pid=proc.pid, threads=job.spec["threads"])
+        if job.cancel_requested:  # cancelled between the queue and the spawn
+            _signal_group(proc, signal.SIGTERM)
+        outcome = await self._follow(job, read_fd)
+        code = await proc.wait()
+        await self._conclude(job, outcome, code, log_path)
+
+    async def _follow(self, job: JobRecord, fd: int) -> dict[str, Any]:
+        """Apply the worker's events to the job until the pipe closes; the gate and final events."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+        )
+        outcome: dict[str, Any] = {}
+        try:
+            async for line in reader:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                await self._apply(job, event, outcome)
+        finally:
+            transport.close()
+        return outcome
+
+    async def _apply(self, job: JobRecord, event: dict[str, Any], outcome: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "stage":
+            job.stage = event["stage"]
+            await self._publish(job, event.get("message") or f"stage {job.stage}")
+        elif kind == "progress":
+            job.step, job.total_steps = int(event["step"]), int(event["total"])
+            job.epoch, job.loss = float(event["epoch"]), float(event["loss"])
+            if event.get("metrics"):
+                job.metrics = {k: float(v) for k, v in event["metrics"].items()}
+            await self._publish(job, event.get("message", ""), progress_only=not event.get("metrics"))
+        elif kind == "validated":
+            job.new_metrics = {k: float(v) for k, v in event["metrics"].items()}
+            job.primary_metric = event["primary_metric"]
+            await self._publish(
+                job,
+                f"ONNX model as served: {job.primary_metric} "
+                f"{job.new_metrics.get(job.primary_metric, 0):.4f}",
+            )
+        elif kind == "gate":
+            job.baseline_version = int(event["baseline_version"])
+            job.baseline_metrics = {k: float(v) for k, v in event["baseline_metrics"].items()}
+            job.promotion_reason = event["reason"]
+            outcome["promote"] = bool(event["promote"])
+            await self._publish(job, f"gate {'passed' if event['passed'] else 'failed'}: {event['reason']}")
+        elif kind == "registered":
+            job.version = int(event["version"])
+            outcome["registered"] = True
+            await self._publish(job, f"registered version {job.version}")
+        elif kind in ("failed", "cancelled"):
+            outcome[kind] = event.get("error", "")
+
+    async def _conclude(self, job: JobRecord, outcome: dict[str, Any], code: int, log_path: Path) -> None:
+        if outcome.get("registered"):
+            promoted_text = ""
+            if outcome.get("promote"):
+                try:
+                    await self._promote(job.model, job.version)
+                    job.promoted = True
+                    promoted_text = f"; version {job.version} serves"
+                except Exception as exc:  # the version stays registered; the old one keeps serving
+                    log.exception("promotion failed", job=job.id, model=job.model, version=job.version)
+                    job.promotion_reason += f"; promotion failed: {exc}"
+            with contextlib.suppress(Exception):
+                await self._after_success(job.model, job.version)
+            await self._finish(job, "succeeded", f"succeeded: version {job.version}{promoted_text}")
+            return
+        if "cancelled" in outcome or (job.cancel_requested and code in (CANCELLED_EXIT, -9, -15)):
+            state = "failed" if job.error else "cancelled"
+            await self._finish(job, state, job.error or "cancelled")
+            return
+        error = outcome.get("failed") or self._crash_message(code, log_path)
+        job.error = error
+        await self._finish(job, "failed", error)
+
+    @staticmethod
+    def _crash_message(code: int, log_path: Path) -> str:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        tail = ""
+        with contextlib.suppress(OSError):
+            tail = log_path.read_text(errors="replace")[-_LOG_TAIL:].strip()
+        return f"the job process {how}" + (f"; its log ends with: {tail}" if tail else "")
+
+    async def _finish(self, job: JobRecord, state: str, message: str) -> None:
+        job.state = state  # type: ignore[assignment]
+        job.finished_at = time.time()
+        if state != "succeeded":
+            job.version = 0
+        await asyncio.to_thread(self._clean, job)
+        await self._publish(job, message)
+        log.info(
+            "job finished", job=job.id, model=job.model, state=state, version=job.version, message=message
+        )
+        self._live.pop(job.id, None)
+
+    def _clean(self, job: JobRecord) -> None:
+        shutil.rmtree(job.work_dir, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            shutil.rmtree(self.store.staging_path(job.model, f"job-{job.id}"), ignore_errors=True)
+
+    async def _publish(self, job: JobRecord, message: str, progress_only: bool = False) -> None:
+        job.message = message or job.message
+        await asyncio.to_thread(self.jobs.save, job)
+        live = self._live.setdefault(job.id, _Live())
+        async with live.changed:
+            live.events.append(Event.of(job, message, progress_only))
+            live.changed.notify_all()
+
+    def _kill_orphan(self, job: JobRecord) -> None:
+        """Kill the process group of a job whose server died, if it is still that job's process."""
+        if not job.pid:
+            return
+        try:
+            cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes()
+        except OSError:
+            cmdline = b""
+        if b"tuneserve.trainer.job" in cmdline and job.id.encode() in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(job.pid, signal.SIGKILL)
+        self._clean(job)
+
+
+def _signal_group(proc: asyncio.subprocess.Process | None, sig: int) -> None:
+    if proc is None or proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)

@@ -1,0 +1,138 @@
+"""Training jobs on disk: one SQLite file beside the models, so jobs survive a restart of the server.
+
+Each job is one row: a few indexed columns to filter and order by, and the whole ``JobRecord`` as JSON.
+Writes are small and commit at once (WAL journal); the server is the only writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# The stages of a job, in order (TrainingStage in the proto).
+STAGES = ("queued", "training", "evaluating", "exporting", "quantizing", "validating", "gating", "promoting")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model, seq);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+"""
+
+
+class JobRecord(BaseModel):
+    """A training job as the server remembers it (TrainingJob in the proto)."""
+
+    id: str
+    seq: int = 0
+    model: str
+    task: str
+    base_model: str
+    state: State = "queued"
+    stage: str = "queued"
+    created_at: float = Field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    loss: float = 0.0
+    metrics: dict[str, float] = Field(default_factory=dict)  # latest validation metrics
+    primary_metric: str = ""
+    new_metrics: dict[str, float] = Field(default_factory=dict)
+    baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    baseline_version: int = 0
+    version: int = 0
+    promoted: bool = False
+    promotion_reason: str = ""
+    error: str = ""
+    message: str = ""
+    pid: int = 0
+    work_dir: str = ""
+    cancel_requested: bool = False
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class JobStore:
+    """CRUD over the jobs table. Thread-safe; every call is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add(self, job: JobRecord) -> JobRecord:
+        """Insert a new job; assigns its ``seq`` (creation order)."""
+        with self._lock:
+            (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()
+            job.seq = last + 1
+            self._db.execute(
+                "INSERT INTO jobs (id, seq, model, state, data) VALUES (?, ?, ?, ?, ?)",
+                (job.id, job.seq, job.model, job.state, job.model_dump_json()),
+            )
+        return job
+
+    def save(self, job: JobRecord) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE jobs SET state = ?, data = ? WHERE id = ?", (job.state, job.model_dump_json(), job.id)
+            )
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRecord.model_validate_json(row[0]) if row else None
+
+    def list(
+        self, model: str = "", state: str = "", before_seq: int | None = None, limit: int = 50
+    ) -> list[JobRecord]:
+        """Jobs newest first, optionally of one model / in one state / older than ``before_seq``."""
+        where, args = [], []
+        if model:
+            where.append("model = ?")
+            args.append(model)
+        if state:
+            where.append("state = ?")
+            args.append(state)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = "SELECT data FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [JobRecord.model_validate_json(r[0]) for r in rows]
+
+    def unfinished(self) -> list[JobRecord]:
+        """Queued and running jobs, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT data FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
+            ).fetchall()
+        return [JobRecord.model_validate_json(r[0]) for r in rows]

@@ -1,0 +1,70 @@
+"""The Train RPC's domain: check a request, turn it into a queued job, and keep the versions in bounds.
+
+``Training`` owns the job store and the runner; the registry does promotion, the catalog retention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from pathlib import Path
+
+from tuneserve.repository import ModelStore
+from tuneserve.server import trainrequest
+from tuneserve.server.catalog import Catalog
+from tuneserve.server.jobs import JobRunner
+from tuneserve.server.jobstore import JobRecord, JobStore
+from tuneserve.server.registry import ModelRegistry
+from tuneserve.server.settings import Settings
+from tuneserve.v1 import training_pb2
+
+JOBS_DB = "jobs.sqlite"
+
+
+def unavailable_reason(settings: Settings) -> str | None:
+    """Why this server cannot train, or None."""
+    if not settings.training.enabled:
+        return "training is disabled on this server (--no-training); use a server started with training on"
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("optimum") is None:
+        return (
+            "this server was installed without the train extra (torch, transformers, optimum): "
+            "install tuneserve[train] or use the training image"
+        )
+    return None
+
+
+def jobs_dir(settings: Settings) -> Path:
+    return settings.training.jobs_dir or settings.model_root / ".jobs"
+
+
+class Training:
+    def __init__(
+        self, settings: Settings, store: ModelStore, registry: ModelRegistry, catalog: Catalog
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        root = jobs_dir(settings)
+        self.jobs = JobStore(root / JOBS_DB)
+        self.catalog = catalog
+        self.runner = JobRunner(
+            settings.training, store, self.jobs, root / "work", registry.promote, self._after_success
+        )
+
+    async def start(self) -> None:
+        await self.runner.start()
+
+    async def close(self) -> None:
+        await self.runner.close()
+        self.jobs.close()
+
+    async def train(self, request: training_pb2.TrainRequest) -> JobRecord:
+        """Validate and queue; INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or RESOURCE_EXHAUSTED at once."""
+        if request.model:
+            await self.runner.check_admission(request.model)
+        job_id = self.runner.new_job_id()
+        work = self.runner.work_dir(job_id)
+        job = await asyncio.to_thread(trainrequest.prepare, request, self.settings, self.store, job_id, work)
+        return await self.runner.submit(job)
+
+    async def _after_success(self, name: str, version: int) -> None:
+        await self.catalog.retain(name, self.settings.training.keep_versions, protect=version)

@@ -1,0 +1,357 @@
+"""A Train request, checked and made into a job: every reason to refuse it is found here, at once.
+
+``prepare`` validates the request (name, task, base model, hyperparameter ranges, data present and
+parsable, label set sane), reads the data (inline, or a file under the data root), holds out a validation
+split when none is given, and writes both sets as JSON Lines into the job's work folder, so the job reads
+exactly what was checked even if the source file changes later. Blocking: call it in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tuneserve.repository import ModelStore, StoreError, check_name
+from tuneserve.server.errors import InvalidInput, ModelNotFound
+from tuneserve.server.jobstore import JobRecord
+from tuneserve.server.settings import Settings
+from tuneserve.trainer import data as datasets
+from tuneserve.trainer.job import JobSpec
+from tuneserve.v1 import common_pb2, training_pb2
+
+TASKS = {common_pb2.TASK_CLASSIFICATION: "classification", common_pb2.TASK_TOKEN_CLASSIFICATION: "ner"}
+_QUANTIZATION = {
+    common_pb2.QUANTIZATION_INT8_DYNAMIC: ("int8", "dynamic"),
+    common_pb2.QUANTIZATION_INT8_STATIC: ("int8", "static"),
+    common_pb2.QUANTIZATION_FP16: ("fp16", "dynamic"),
+    common_pb2.QUANTIZATION_NONE: ("none", "dynamic"),
+}
+_DEFAULT_QUANTIZATION = {
+    "int8-dynamic": ("int8", "dynamic"),
+    "int8-static": ("int8", "static"),
+    "fp16": ("fp16", "dynamic"),
+    "none": ("none", "dynamic"),
+}
+_TAG = re.compile(r"O|[BI]-\S+")
+# The manifest's name for the packaged default base (trainer.train.DEFAULT_BASE_NAME starts with it).
+_DEFAULT_BASE_PREFIX = "sentence-transformers/all-MiniLM-L6-v2 (packaged"
+TRAIN_FILE = "train.jsonl"
+VALIDATION_FILE = "validation.jsonl"
+# (field, bounds check, allowed values in words); proto fields are optional, unset ones take the default.
+_RANGES: dict[str, tuple[Any, str]] = {
+    "epochs": (lambda v: 0 < v <= 100, "> 0 and <= 100"),
+    "learning_rate": (lambda v: 0 < v <= 1, "> 0 and <= 1"),
+    "batch_size": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    "max_length": (lambda v: 8 <= v <= 512, "between 8 and 512 (the base model's position limit)"),
+    "weight_decay": (lambda v: 0 <= v <= 1, ">= 0 and <= 1"),
+    "warmup_ratio": (lambda v: 0 <= v < 1, ">= 0 and < 1"),
+    "gradient_accumulation_steps": (lambda v: 1 <= v <= 1024, "between 1 and 1024"),
+    "early_stopping_patience": (lambda v: 0 <= v <= 100, "between 0 and 100"),
+}
+# proto Hyperparameters field -> TrainConfig field
+_CONFIG_FIELD = {"gradient_accumulation_steps": "gradient_accumulation"}
+
+
+def prepare(
+    request: training_pb2.TrainRequest, settings: Settings, store: ModelStore, job_id: str, work: Path
+) -> JobRecord:
+    """Check ``request`` and write its data into ``work``; the queued job, or InvalidInput/ModelNotFound."""
+    name = _model_name(request.model)
+    existing = _existing(store, name)
+    task = _task(request, existing)
+    multi_label = request.multi_label
+    if task == "ner" and multi_label:
+        raise InvalidInput("multi_label must be false for TASK_TOKEN_CLASSIFICATION")
+    if existing is not None and existing.multi_label != multi_label:
+        raise InvalidInput(
+            f"multi_label is {str(multi_label).lower()}, but model {name!r} was trained with "
+            f"multi_label {str(existing.multi_label).lower()}; it must stay the same (train a new model name)"
+        )
+    base, base_label = _base(request.base_model, existing, settings)
+    hyper = _hyperparameters(request, settings)
+    quantize, int8_mode = _quantization(request.quantization, settings)
+    if request.promotion_tolerance < 0 or request.promotion_tolerance != request.promotion_tolerance:
+        raise InvalidInput(f"promotion_tolerance is {request.promotion_tolerance}: it must be >= 0")
+    minimum = request.minimum_metric if request.HasField("minimum_metric") else None
+    if minimum is not None and not 0 <= minimum <= 1:
+        raise InvalidInput(f"minimum_metric is {minimum}: it is a fraction in [0, 1]")
+    policy = (
+        "register_only"
+        if request.promotion_policy == training_pb2.PROMOTION_POLICY_REGISTER_ONLY
+        else "promote_if_better"
+    )
+
+    columns = _columns(request, task)
+    train = _examples(request.training_data, "training_data", task, multi_label, columns, settings)
+    if not train:
+        raise InvalidInput("training_data has no examples")
+    labels = _labels(task, train, multi_label)
+    if request.HasField("validation_data"):
+        validation = _examples(
+            request.validation_data, "validation_data", task, multi_label, columns, settings
+        )
+        if not validation:
+            raise InvalidInput("validation_data has no examples")
+    else:
+        train, validation = _split(train, settings.training.validation_fraction, hyper["seed"])
+    _check_validation(task, validation, labels)
+
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        _write(work / TRAIN_FILE, task, train, multi_label)
+        _write(work / VALIDATION_FILE, task, validation, multi_label)
+        spec = JobSpec(
+            job_id=job_id,
+            model=name,
+            task=task,
+            base_model=base,
+            train=work / TRAIN_FILE,
+            validation=work / VALIDATION_FILE,
+            model_root=store.root.resolve(),
+            hyperparameters=hyper,
+            multi_label=multi_label,
+            quantize=quantize,
+            int8_mode=int8_mode,
+            policy=policy,
+            tolerance=float(request.promotion_tolerance),
+            minimum_metric=minimum,
+            device=settings.training.device,
+        )
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return JobRecord(
+        id=job_id,
+        model=name,
+        task=task,
+        base_model=base_label,
+        work_dir=str(work),
+        spec=spec.model_dump(mode="json"),
+        message=f"queued: {len(train)} training and {len(validation)} validation examples",
+    )
+
+
+def _model_name(name: str) -> str:
+    if not name:
+        raise InvalidInput("model is required: the name of the model to train a new version of")
+    try:
+        return check_name(name)
+    except StoreError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _existing(store: ModelStore, name: str) -> Any:
+    """The manifest of the model's serving (else newest) version, or None for a new model."""
+    versions = store.versions(name)
+    if not versions:
+        return None
+    serving = store.serving_version(name)
+    try:
+        return store.open_version(name, serving or versions[-1]).manifest
+    except StoreError as exc:
+        raise InvalidInput(f"model {name!r} exists but its version cannot be read: {exc}") from exc
+
+
+def _task(request: training_pb2.TrainRequest, existing: Any) -> str:
+    if request.task not in (common_pb2.TASK_UNSPECIFIED, *TASKS):
+        raise InvalidInput(f"task {request.task} is not a known Task value")
+    asked = TASKS.get(request.task)
+    if existing is None:
+        if asked is None:
+            raise InvalidInput(
+                "task is required for a new model: TASK_CLASSIFICATION or TASK_TOKEN_CLASSIFICATION"
+            )
+        return asked
+    if asked is not None and asked != existing.task:
+        raise InvalidInput(
+            f"task is {common_pb2.Task.Name(request.task)}, but model {existing.name!r} is a "
+            f"{existing.task} model; leave task unspecified or use a new model name"
+        )
+    return str(existing.task)
+
+
+def _base(asked: str, existing: Any, settings: Settings) -> tuple[str | None, str]:
+    """(what the job loads: None for the packaged default, the name recorded in the job)."""
+    base = asked.strip()
+    if not base:
+        base = existing.base_model if existing is not None else (settings.training.default_base or "")
+    if not base or base.startswith(_DEFAULT_BASE_PREFIX) or base == "default":
+        return None, "sentence-transformers/all-MiniLM-L6-v2 (packaged)"
+    path = Path(base).expanduser()
+    if path.is_absolute() or base.startswith(".") or path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(
+                f"base_model {base!r} is not a model folder on the server (no config.json there); use a "
+                "Hugging Face model id, a folder on the server, or leave it empty for the default"
+            )
+        return str(path.resolve()), base
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", base):
+        raise InvalidInput(f"base_model {base!r} is neither a Hugging Face model id nor a folder")
+    return base, base
+
+
+def _hyperparameters(request: training_pb2.TrainRequest, settings: Settings) -> dict[str, Any]:
+    given = request.hyperparameters
+    out: dict[str, Any] = {}
+    for key, default in settings.training.defaults.model_dump().items():
+        value = getattr(given, key) if given.HasField(key) else default
+        if key in _RANGES and given.HasField(key):
+            check, allowed = _RANGES[key]
+            if not check(value) or value != value:  # NaN
+                raise InvalidInput(f"hyperparameters.{key} is {value}: it must be {allowed}")
+        if key == "freeze" and not (value in ("none", "encoder") or value.isdigit()):
+            raise InvalidInput(
+                f"hyperparameters.freeze is {value!r}: use 'none', 'encoder' or a number of bottom layers"
+            )
+        if isinstance(value, float):
+            value = float(f"{value:.7g}")  # float32 on the wire: 5e-5 arrives as 4.9999998e-05
+        out[_CONFIG_FIELD.get(key, key)] = value
+    return out
+
+
+def _quantization(value: int, settings: Settings) -> tuple[str, str]:
+    if value == common_pb2.QUANTIZATION_UNSPECIFIED:
+        return _DEFAULT_QUANTIZATION[settings.training.quantization]
+    if value not in _QUANTIZATION:
+        raise InvalidInput(f"quantization {value} is not a known Quantization value")
+    return _QUANTIZATION[value]
+
+
+def _columns(request: training_pb2.TrainRequest, task: str) -> dict[str, str]:
+    text = request.text_column if request.HasField("text_column") else ("tokens" if task == "ner" else "text")
+    label = (
+        request.label_column if request.HasField("label_column") else ("tags" if task == "ner" else "label")
+    )
+    return {"text_column": text, "label_column": label}
+
+
+def _examples(
+    dataset: training_pb2.Dataset,
+    field: str,
+    task: str,
+    multi_label: bool,
+    columns: dict[str, str],
+    settings: Settings,
+) -> list[Any]:
+    source = dataset.WhichOneof("source")
+    limit = settings.training.max_inline_examples
+    if source is None:
+        raise InvalidInput(f"{field} is empty: set classification_examples, token_examples or uri")
+    if source == "uri":
+        return _read_uri(dataset.uri, field, task, multi_label, columns, settings)
+    wanted = "token_examples" if task == "ner" else "classification_examples"
+    if source != wanted:
+        raise InvalidInput(f"{field} has {source}, but a {task} job needs {wanted}")
+    examples = getattr(dataset, source).examples
+    if len(examples) > limit:
+        raise InvalidInput(f"{field} has {len(examples)} inline examples; at most {limit}: use a uri dataset")
+    if task == "ner":
+        return [_token_example(ex, i, field) for i, ex in enumerate(examples)]
+    return [_text_example(ex, i, field, multi_label) for i, ex in enumerate(examples)]
+
+
+def _text_example(ex: Any, i: int, field: str, multi_label: bool) -> datasets.TextExample:
+    where = f"{field}.classification_examples[{i}]"
+    if not ex.text.strip():
+        raise InvalidInput(f"{where}.text is empty")
+    labels = tuple(dict.fromkeys(label.strip() for label in ex.labels))
+    if any(not label for label in labels):
+        raise InvalidInput(f"{where} has an empty label")
+    if not multi_label and len(labels) != 1:
+        raise InvalidInput(
+            f"{where} has {len(labels)} labels; exactly one is needed unless multi_label is true"
+        )
+    return datasets.TextExample(ex.text, labels, i + 1)
+
+
+def _token_example(ex: Any, i: int, field: str) -> datasets.TokenExample:
+    where = f"{field}.token_examples[{i}]"
+    if not ex.tokens:
+        raise InvalidInput(f"{where} has no tokens")
+    if len(ex.tokens) != len(ex.tags):
+        raise InvalidInput(
+            f"{where} has {len(ex.tokens)} tokens but {len(ex.tags)} tags; give one tag per token"
+        )
+    for j, (token, tag) in enumerate(zip(ex.tokens, ex.tags, strict=True)):
+        if not token or any(c.isspace() for c in token):
+            raise InvalidInput(f"{where}.tokens[{j}] is {token!r}: tokens are words without whitespace")
+        if not _TAG.fullmatch(tag):
+            raise InvalidInput(f"{where}.tags[{j}] is {tag!r}: use 'O' or 'B-'/'I-' and a type, e.g. 'B-PER'")
+    return datasets.TokenExample(tuple(ex.tokens), tuple(ex.tags), i + 1)
+
+
+def resolve_uri(uri: str, data_root: Path | None) -> Path:
+    """The file a Dataset.uri names, which must lie inside the data root (after resolving symlinks)."""
+    if data_root is None:
+        raise InvalidInput(
+            "uri datasets are disabled on this server (no data root is configured: --data-root or "
+            "TUNESERVE_TRAINING__DATA_ROOT); send the examples inline"
+        )
+    if "://" in uri:
+        raise InvalidInput(f"uri {uri!r}: only paths under the server's data root are supported")
+    root = data_root.resolve()
+    path = Path(uri)
+    full = (path if path.is_absolute() else root / path).resolve()
+    if not full.is_relative_to(root):
+        raise InvalidInput(f"uri {uri!r} is outside the server's data root; use a path inside it")
+    if not full.is_file():
+        raise InvalidInput(f"uri {uri!r}: no such file under the data root")
+    return full
+
+
+def _read_uri(
+    uri: str, field: str, task: str, multi_label: bool, columns: dict[str, str], settings: Settings
+) -> list[Any]:
+    path = resolve_uri(uri, settings.training.data_root)
+    try:
+        if task == "ner":
+            return datasets.read_ner(path)
+        return datasets.read_classification(path, multi_label=multi_label, **columns)
+    except datasets.DataError as exc:
+        message = str(exc).replace(str(path), uri)
+        raise InvalidInput(f"{field}: {message}") from exc
+
+
+def _labels(task: str, train: list[Any], multi_label: bool) -> list[str]:
+    if task == "ner":
+        labels = datasets.label_set_ner(train)
+        if len(labels) < 3:
+            raise InvalidInput("training_data has no entities: tag at least one token with B-<type>")
+        return labels
+    labels = datasets.label_set_classification(train)
+    if not multi_label and len(labels) < 2:
+        raise InvalidInput(
+            f"training_data has a single label ({labels[0]!r}); a classifier needs at least two"
+        )
+    return labels
+
+
+def _check_validation(task: str, validation: list[Any], labels: list[str]) -> None:
+    try:
+        datasets.check_validation_labels("validation_data", validation, labels)
+    except datasets.DataError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _split(train: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    if len(train) < 2:
+        raise InvalidInput("training_data needs at least 2 examples to hold out validation data from")
+    order = list(range(len(train)))
+    random.Random(seed).shuffle(order)
+    n = min(len(train) - 1, max(1, round(len(train) * fraction)))
+    held = set(order[:n])
+    return [ex for i, ex in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
+
+
+def _write(path: Path, task: str, examples: list[Any], multi_label: bool) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for ex in examples:
+            if task == "ner":
+                obj: dict[str, Any] = {"tokens": list(ex.tokens), "tags": list(ex.tags)}
+            else:
+                obj = {"text": ex.text, "label": list(ex.labels) if multi_label else ex.labels[0]}
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")

@@ -1,0 +1,261 @@
+"""One training job of the Train RPC, run in its own process: train → export → quantize → validate → gate.
+
+The server spawns ``python -m tuneserve.trainer.job SPEC EVENTS_FD`` in a new process group. ``SPEC`` is a
+JSON ``JobSpec``; events go to the pipe ``EVENTS_FD`` as JSON lines (stdout and stderr are the job's log).
+The job publishes the new version into the model store (never as the serving version); promotion is the
+server's, because only the server can load and warm a version before it serves.
+
+Events: ``{"type": "stage", "stage", "message"}``, ``{"type": "progress", "step", "total", "epoch", "loss",
+"metrics"}``, ``{"type": "validated", "metrics", "primary_metric"}``, ``{"type": "gate", "baseline_version",
+"baseline_metrics", "passed", "promote", "reason"}``, ``{"type": "registered", "version"}``, and finally
+``{"type": "failed", "error"}`` or ``{"type": "cancelled"}`` (exit status 0, 1, or ``CANCELLED_EXIT``).
+
+SIGTERM asks the job to stop: it is checked between training steps and between stages; once the job has
+announced the ``promoting`` stage it finishes (the point of no return of CancelTrainingJob).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+CANCELLED_EXIT = 3
+
+
+class JobSpec(BaseModel):
+    """Everything a job needs; written by the server, read here."""
+
+    job_id: str
+    model: str
+    task: str  # "classification" | "ner"
+    base_model: str | None  # None: the packaged default
+    train: Path
+    validation: Path
+    model_root: Path
+    hyperparameters: dict[str, Any]  # TrainConfig fields
+    multi_label: bool = False
+    quantize: str = "int8"  # int8 | fp16 | none
+    int8_mode: str = "dynamic"
+    policy: str = "promote_if_better"  # or "register_only"
+    tolerance: float = 0.0  # metric fraction
+    minimum_metric: float | None = None
+    threads: int = 1
+    device: str = "auto"
+
+
+class _Events:
+    def __init__(self, fd: int) -> None:
+        self._out = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+        self._last_progress = 0.0
+
+    def send(self, kind: str, **fields: Any) -> None:
+        self._out.write(json.dumps({"type": kind, **fields}) + "\n")
+        self._out.flush()
+
+    def progress(self, step: int, total: int, epoch: float, loss: float | None, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_progress >= 0.5 or step == total:  # at most two a second
+            self._last_progress = now
+            self.send("progress", step=step, total=total, epoch=epoch, loss=loss or 0.0)
+
+
+class _Stop:
+    """SIGTERM sets the flag; ``check()`` raises ``Cancelled`` until the point of no return."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.final = False
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def __call__(self) -> bool:
+        return self.requested and not self.final
+
+    def check(self) -> None:
+        from tuneserve.trainer.progress import Cancelled
+
+        if self():
+            raise Cancelled("the job was cancelled")
+
+
+def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
+    """Measure the serving version (if any) on the same validation data and decide about promotion."""
+    from tuneserve.exporter.export import measure_version
+    from tuneserve.repository import ModelStore, StoreError
+    from tuneserve.trainer.data import DataError
+
+    store = ModelStore(spec.model_root)
+    baseline_version = store.serving_version(spec.model) if spec.model in store.models() else None
+    value, floor = new[metric], spec.minimum_metric
+    checks: list[tuple[bool, str]] = []  # (passed, why)
+    if floor is not None:
+        ok = value >= floor
+        checks.append((ok, f"{metric} {value:.4f} {'>=' if ok else '<'} minimum {floor:.4f}"))
+    baseline: dict[str, float] = {}
+    if baseline_version is None:
+        checks.append((True, "first version of the model"))
+    else:
+        try:
+            opened = store.open_version(spec.model, baseline_version)
+            baseline = measure_version(opened, spec.validation, spec.threads)
+        except (DataError, StoreError, KeyError) as exc:
+            why = f"serving version {baseline_version} cannot be measured on this validation data ({exc})"
+            checks.append((False, why))
+        else:
+            old, tol = baseline[metric], spec.tolerance
+            ok = value >= old - tol
+            checks.append(
+                (ok, f"{metric} {value:.4f} {'>=' if ok else '<'} baseline {old:.4f} - tolerance {tol:.4f}")
+            )
+    passed = all(ok for ok, _ in checks)
+    reason = "; ".join(why for _, why in checks)
+    promote = passed
+    if spec.policy == "register_only" and baseline_version is not None:
+        promote, reason = False, f"policy REGISTER_ONLY (gate {'passed' if passed else 'failed'}: {reason})"
+    return {
+        "baseline_version": baseline_version or 0,
+        "baseline_metrics": baseline,
+        "passed": passed,
+        "promote": promote,
+        "reason": reason,
+    }
+
+
+def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
+    import torch
+
+    from tuneserve.exporter.export import ExportConfig, export
+    from tuneserve.repository import Manifest
+    from tuneserve.trainer.metrics import primary_metric
+    from tuneserve.trainer.progress import Progress
+    from tuneserve.trainer.train import TrainConfig, train
+
+    torch.set_num_threads(max(1, spec.threads))
+    work = spec.train.parent
+    metric = primary_metric(spec.task, spec.multi_label)
+    seen_stages: set[str] = set()
+
+    def stage(name: str, message: str = "") -> None:
+        if name not in seen_stages:
+            seen_stages.add(name)
+            events.send("stage", stage=name, message=message)
+
+    def on_train_progress(p: Progress) -> None:
+        if p.stage == "evaluating":
+            events.send(
+                "progress",
+                step=p.step,
+                total=p.total,
+                epoch=p.epoch,
+                loss=p.loss or 0.0,
+                metrics=p.metrics,
+                message=f"epoch {p.epoch:.0f} evaluated",
+            )
+        else:
+            events.progress(p.step, p.total, p.epoch, p.loss)
+
+    stage("training")
+    config = TrainConfig(
+        task=spec.task,  # type: ignore[arg-type]
+        train=spec.train,
+        validation=spec.validation,
+        output=work / "checkpoint",
+        base=spec.base_model,
+        multi_label=spec.multi_label,
+        device=spec.device,  # type: ignore[arg-type]
+        progress_bar=False,
+        **spec.hyperparameters,
+    )
+    result = train(config, on_progress=on_train_progress, should_cancel=stop)
+    stage("evaluating", f"best epoch {metric} {result.metrics.get(metric, 0):.4f} (PyTorch)")
+    stop.check()
+
+    def on_export_progress(p: Progress) -> None:
+        stop.check()
+        stage(p.stage, p.message)
+
+    def before_publish(staged: Path, manifest: Manifest) -> None:
+        stop.check()
+        served = manifest.metrics.get("served") or manifest.metrics["onnx_fp32"]
+        events.send("validated", metrics=served, primary_metric=metric)
+        stage("gating")
+        decision = _gate(spec, metric, served)
+        events.send("gate", **decision)
+        stop.check()
+        stop.final = True  # past the point of no return: registration always completes
+        stage("promoting", "registering the new version")
+
+    quantize = spec.quantize
+    exported = export(
+        ExportConfig(
+            checkpoint=work / "checkpoint",
+            model_root=spec.model_root,
+            name=spec.model,
+            quantize=quantize,  # type: ignore[arg-type]
+            int8_mode=spec.int8_mode,  # type: ignore[arg-type]
+            serve_if_first=False,
+            staging_tag=f"job-{spec.job_id}",
+            threads=max(1, spec.threads),
+        ),
+        on_progress=on_export_progress,
+        before_publish=before_publish,
+    )
+    events.send("registered", version=exported.version)
+
+
+def _exit_with_parent() -> None:
+    """Die with the server: a job whose server is gone would publish a version nobody promotes or records."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    spec_path, fd = Path(argv[0]), int(argv[1])
+    events = _Events(fd)
+    stop = _Stop()
+    _exit_with_parent()
+    if os.environ.get("TUNESERVE_JOB_NICE"):
+        os.nice(int(os.environ["TUNESERVE_JOB_NICE"]))
+    from tuneserve import logs
+    from tuneserve.trainer.progress import Cancelled
+
+    logs.configure("info", "json")
+    try:
+        spec = JobSpec.model_validate_json(spec_path.read_text())
+        run(spec, events, stop)
+    except Cancelled:
+        events.send("cancelled")
+        return CANCELLED_EXIT
+    except Exception as exc:  # reported to the server as the job's error; the traceback goes to the log
+        import traceback
+
+        traceback.print_exc()
+        events.send("failed", error=_describe(exc))
+        return 1
+    return 0
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-paragraph error for the job record: the exception's own message, as users can act on it."""
+    text = str(exc).strip() or type(exc).__name__
+    return text if len(text) < 2000 else text[:2000] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
