@@ -131,6 +131,7 @@ class JobRunner:
             else:
                 self._queue.append(job.id)
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
+        self._wake.set()
 
     async def close(self) -> None:
         """Stop running jobs (they fail: the server is going away); queued jobs stay queued."""

@@ -110,9 +110,11 @@ def test_train_promote_then_retrain_swaps_under_load(empty_root: Path, tiny_base
 def test_gate_refuses_a_worse_model(empty_root: Path, tiny_base: Path) -> None:
     server = ServerProcess(empty_root, "--intra-op-threads", "1")
     try:
-        first = wait_job(server, server.training.Train(classification_request("gated", tiny_base)).job.id)
+        good = classification_request("gated", tiny_base, epochs=20)
+        first = wait_job(server, server.training.Train(good).job.id)
         assert first.state == SUCCEEDED and first.promoted, first.error
-        worse = server.training.Train(classification_request("gated", tiny_base, flip=True)).job
+        assert first.new_metrics["accuracy"] >= 0.75, "the tiny model learns the fixture"
+        worse = server.training.Train(classification_request("gated", tiny_base, epochs=20, flip=True)).job
         done = wait_job(server, worse.id)
         assert done.state == SUCCEEDED and done.version == 2
         assert not done.promoted
