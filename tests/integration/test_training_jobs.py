@@ -221,7 +221,9 @@ def test_ner_job_and_uri_data(empty_root: Path, tiny_base: Path, tmp_path: Path)
             validation_data=training_pb2.Dataset(
                 token_examples=training_pb2.TokenExamples(examples=ner_examples("ner_validation.conll"))
             ),
-            hyperparameters=training_pb2.Hyperparameters(epochs=2, learning_rate=1e-3, batch_size=8, max_length=32),
+            hyperparameters=training_pb2.Hyperparameters(
+                epochs=2, learning_rate=1e-3, batch_size=8, max_length=32
+            ),
             quantization=common_pb2.QUANTIZATION_NONE,
         )
         done = wait_job(server, server.training.Train(request).job.id)
