@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import click
 
-from tuneserve import logs
+from tuneserve import logs, remote
 
 
 def _opt(*decls: str, env: str, **kwargs):
@@ -56,31 +56,89 @@ def main(log_level: str, log_format: str) -> None:
     logs.configure(log_level, log_format)
 
 
+def _connection(f):
+    """--server and how to reach it (token, TLS): the options of every command that talks to a server."""
+    for decorator in reversed(
+        [
+            _opt("--server", env="SERVER", default=None, help="HOST:PORT of a tuneserve server."),
+            click.option(
+                "--token",
+                envvar="TUNESERVE_TOKEN",
+                show_envvar=True,
+                default=None,
+                help="Bearer token for servers that require one (prefer the environment variable).",
+            ),
+            _opt(
+                "--ca-cert",
+                env="CA_CERT",
+                default=None,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Use TLS, trusting this CA certificate (PEM).",
+            ),
+            _opt(
+                "--client-cert",
+                env="CLIENT_CERT",
+                default=None,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Client certificate for mutual TLS (PEM).",
+            ),
+            _opt(
+                "--client-key",
+                env="CLIENT_KEY",
+                default=None,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Client private key for mutual TLS (PEM).",
+            ),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+def _connect(options: dict) -> remote.Connection:
+    server = options.pop("server")
+    conn = remote.Connection(
+        server or "",
+        token=options.pop("token"),
+        ca_cert=options.pop("ca_cert"),
+        client_cert=options.pop("client_cert"),
+        client_key=options.pop("client_key"),
+    )
+    if not server:
+        raise click.UsageError("--server HOST:PORT (or TUNESERVE_SERVER) is required")
+    return conn
+
+
 @main.command()
 @_opt(
-    "--task", env="TASK", required=True, type=click.Choice(["classification", "ner"]), help="What to learn."
+    "--task",
+    env="TASK",
+    default=None,
+    type=click.Choice(["classification", "ner"]),
+    help="What to learn (required, except when retraining an existing model on a server).",
 )
 @_opt(
     "--train",
     "train_path",
     env="TRAIN",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Training data: TSV/CSV/JSONL (classification), CoNLL or JSONL (ner).",
+    help="Training data: TSV/CSV/JSONL (classification), CoNLL or JSONL (ner). With --server: sent inline.",
 )
 @_opt(
     "--validation",
     env="VALIDATION",
-    required=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Validation data, same format; selects the best epoch.",
+    help="Validation data, same format; selects the best epoch (with --server: optional, the server "
+    "holds out part of the training data).",
 )
 @_opt(
     "--output",
     env="OUTPUT",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Checkpoint folder to write.",
+    help="Checkpoint folder to write (local training).",
 )
 @_opt(
     "--base",
@@ -161,14 +219,70 @@ def main(log_level: str, log_format: str) -> None:
     type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto: CUDA with mixed precision when present, else CPU.",
 )
-def train(train_path: Path, **options) -> None:
-    """Fine-tune a base encoder and write a checkpoint folder."""
+@_connection
+@_opt("--model", env="MODEL", default=None, help="With --server: the model to train a new version of.")
+@_opt("--train-uri", env="TRAIN_URI", default=None, help="With --server: training data under its data root.")
+@_opt(
+    "--validation-uri",
+    env="VALIDATION_URI",
+    default=None,
+    help="With --server: validation data under its data root.",
+)
+@_opt(
+    "--quantization",
+    env="QUANTIZATION",
+    default=None,
+    type=click.Choice(["int8-dynamic", "int8-static", "fp16", "none"]),
+    help="With --server: quantization of the new version [default: the server's].",
+)
+@_opt(
+    "--promotion-policy",
+    env="PROMOTION_POLICY",
+    default="promote-if-better",
+    type=click.Choice(["promote-if-better", "register-only"]),
+    help="With --server: promote a version that passes the gate, or only register it.",
+)
+@_opt(
+    "--promotion-tolerance",
+    env="PROMOTION_TOLERANCE",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    help="With --server: how much worse (a fraction, 0.01 = 1 point) than the serving version may pass.",
+)
+@_opt(
+    "--minimum-metric",
+    env="MINIMUM_METRIC",
+    default=None,
+    type=click.FloatRange(0, 1),
+    help="With --server: the gate also needs the primary metric to reach this fraction.",
+)
+@_opt(
+    "--watch", env="WATCH", is_flag=True, default=False, help="With --server: follow the job until it ends."
+)
+@click.pass_context
+def train(ctx: click.Context, train_path: Path | None, **options) -> None:
+    """Fine-tune a base encoder and write a checkpoint folder; with --server, queue a training job on a
+    server instead (local data files are sent inline) and print it, or follow it with --watch."""
+    if options["server"]:
+        sys.exit(_train_remote(ctx, train_path, options))
+    for flag, value in (
+        ("--task", options["task"]),
+        ("--train", train_path),
+        ("--validation", options["validation"]),
+        ("--output", options["output"]),
+    ):
+        if value is None:
+            raise click.UsageError(f"{flag} is required to train locally (or give --server)")
+    for remote_only in ("model", "train_uri", "validation_uri", "quantization", "minimum_metric"):
+        if options[remote_only] is not None:
+            raise click.UsageError(f"--{remote_only.replace('_', '-')} needs --server")
+    local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
     from tuneserve.trainer.data import DataError
     from tuneserve.trainer.train import BaseModelError, TrainConfig
     from tuneserve.trainer.train import train as run_train
 
     try:
-        result = run_train(TrainConfig(train=train_path, **options))
+        result = run_train(TrainConfig(train=train_path, **local))
     except (DataError, BaseModelError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -251,6 +365,238 @@ def demo(model_root: Path, force: bool) -> None:
 
     for line in build_demo_models(model_root, force=force):
         click.echo(line)
+
+
+# ---------------------------------------------------------------- a remote server: train, jobs, models
+
+_LOCAL_TRAIN_OPTIONS = frozenset(
+    {
+        *("task", "validation", "output", "base", "epochs", "learning_rate", "batch_size", "max_length"),
+        *("seed", "weight_decay", "warmup_ratio", "gradient_accumulation", "early_stopping_patience"),
+        *("freeze", "multi_label", "text_column", "label_column", "device"),
+    }
+)
+# train flag -> Hyperparameters field (sent only when given on the command line or in the environment)
+_HYPERPARAMETERS = {
+    "epochs": "epochs",
+    "learning_rate": "learning_rate",
+    "batch_size": "batch_size",
+    "max_length": "max_length",
+    "seed": "seed",
+    "weight_decay": "weight_decay",
+    "warmup_ratio": "warmup_ratio",
+    "gradient_accumulation": "gradient_accumulation_steps",
+    "early_stopping_patience": "early_stopping_patience",
+    "freeze": "freeze",
+}
+_TASKS = {"classification": 1, "ner": 2}  # tuneserve.v1.Task
+_QUANTIZATIONS = {"int8-dynamic": 1, "int8-static": 2, "fp16": 3, "none": 4}  # tuneserve.v1.Quantization
+_JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) -> int:
+    from tuneserve.v1 import training_pb2
+
+    conn = _connect(options)
+    if not options["model"]:
+        raise click.UsageError("--model is required with --server")
+    if options["output"] is not None:
+        raise click.UsageError("--output is for local training; the server keeps the new version")
+    task = options["task"]
+    if task is None and (train_path or options["validation"]):
+        task = _model_task(conn, options["model"])
+    columns = {"text_column": options["text_column"], "label_column": options["label_column"]}
+    columns["multi_label"] = options["multi_label"]
+    train_data = remote.dataset(task, train_path, options["train_uri"], "train", dict(columns))
+    if train_data is None:
+        raise click.UsageError("--train FILE or --train-uri PATH is required")
+    validation = remote.dataset(
+        task, options["validation"], options["validation_uri"], "validation", dict(columns)
+    )
+    hyper = training_pb2.Hyperparameters()
+    for flag, field in _HYPERPARAMETERS.items():
+        if _given(ctx, flag):
+            value = options[flag]
+            if flag == "epochs":
+                if value != int(value):
+                    raise click.UsageError("--epochs must be a whole number with --server")
+                value = int(value)
+            setattr(hyper, field, value)
+    request = training_pb2.TrainRequest(
+        model=options["model"],
+        task=_TASKS.get(task or "", 0),
+        base_model=options["base"] or "",
+        training_data=train_data,
+        validation_data=validation,
+        hyperparameters=hyper,
+        quantization=_QUANTIZATIONS.get(options["quantization"] or "", 0),
+        promotion_policy=2 if options["promotion_policy"] == "register-only" else 1,
+        promotion_tolerance=options["promotion_tolerance"],
+        minimum_metric=options["minimum_metric"],
+        multi_label=options["multi_label"],
+    )
+    if options["train_uri"] or options["validation_uri"]:
+        if _given(ctx, "text_column"):
+            request.text_column = options["text_column"]
+        if _given(ctx, "label_column"):
+            request.label_column = options["label_column"]
+    job = remote.call(conn, "training", "Train", request).job
+    if not options["watch"]:
+        remote.echo(job)
+        return 0
+    click.echo(f"job {job.id} queued for model {job.model}", err=True)
+    return remote.watch(conn, job.id)
+
+
+def _model_task(conn: remote.Connection, name: str) -> str:
+    """The task of an existing model on the server (to read local data files the way it needs)."""
+    from tuneserve.v1 import model_pb2
+
+    model = remote.call(conn, "models", "GetModel", model_pb2.GetModelRequest(name=name)).model
+    return {v: k for k, v in _TASKS.items()}[model.task]
+
+
+@main.group()
+def jobs() -> None:
+    """Training jobs on a server: list, get, watch, cancel."""
+
+
+@jobs.command(name="list")
+@_connection
+@click.option("--model", default="", help="Only jobs of this model.")
+@click.option("--state", default=None, type=click.Choice(_JOB_STATES), help="Only jobs in this state.")
+@click.option(
+    "--page-size", default=0, type=click.IntRange(min=0), help="Jobs per page [0: the server's default]."
+)
+@click.option("--page-token", default="", help="next_page_token of the previous page.")
+def jobs_list(model: str, state: str | None, page_size: int, page_token: str, **conn) -> None:
+    """List jobs, newest first (one JSON object: jobs and next_page_token)."""
+    from tuneserve.v1 import training_pb2
+
+    request = training_pb2.ListTrainingJobsRequest(
+        model=model,
+        state=_JOB_STATES.index(state) + 1 if state else 0,
+        page_size=page_size,
+        page_token=page_token,
+    )
+    remote.echo(remote.call(_connect(conn), "training", "ListTrainingJobs", request))
+
+
+@jobs.command(name="get")
+@click.argument("job_id")
+@_connection
+def jobs_get(job_id: str, **conn) -> None:
+    """Print a job."""
+    from tuneserve.v1 import training_pb2
+
+    request = training_pb2.GetTrainingJobRequest(job_id=job_id)
+    remote.echo(remote.call(_connect(conn), "training", "GetTrainingJob", request).job)
+
+
+@jobs.command(name="watch")
+@click.argument("job_id")
+@_connection
+def jobs_watch(job_id: str, **conn) -> None:
+    """Follow a job with a progress bar; print it when it ends; exit 1 unless it succeeded."""
+    sys.exit(remote.watch(_connect(conn), job_id))
+
+
+@jobs.command(name="cancel")
+@click.argument("job_id")
+@_connection
+def jobs_cancel(job_id: str, **conn) -> None:
+    """Ask a queued or running job to stop; print the job."""
+    from tuneserve.v1 import training_pb2
+
+    request = training_pb2.CancelTrainingJobRequest(job_id=job_id)
+    remote.echo(remote.call(_connect(conn), "training", "CancelTrainingJob", request).job)
+
+
+@main.group()
+def models() -> None:
+    """Models on a server: list, get, promote, rollback, delete."""
+
+
+@models.command(name="list")
+@_connection
+def models_list(**conn) -> None:
+    """List models with their versions (every page)."""
+    from tuneserve.v1 import model_pb2
+
+    connection, found, token = _connect(conn), [], ""
+    while True:
+        page = remote.call(connection, "models", "ListModels", model_pb2.ListModelsRequest(page_token=token))
+        found.extend(remote.as_dict(m) for m in page.models)
+        token = page.next_page_token
+        if not token:
+            break
+    click.echo(json.dumps({"models": found}))
+
+
+@models.command(name="get")
+@click.argument("name")
+@_connection
+def models_get(name: str, **conn) -> None:
+    """Print a model with its versions."""
+    from tuneserve.v1 import model_pb2
+
+    remote.echo(remote.call(_connect(conn), "models", "GetModel", model_pb2.GetModelRequest(name=name)).model)
+
+
+@models.command(name="promote")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_connection
+def models_promote(name: str, version: int, **conn) -> None:
+    """Make VERSION the serving version (loaded and warmed before it serves)."""
+    from tuneserve.v1 import model_pb2
+
+    request = model_pb2.SetServingVersionRequest(name=name, version=version)
+    remote.echo(remote.call(_connect(conn), "models", "SetServingVersion", request).model)
+
+
+@models.command(name="rollback")
+@click.argument("name")
+@click.option(
+    "--to",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Version to serve [default: the newest kept version older than the serving one].",
+)
+@_connection
+def models_rollback(name: str, version: int | None, **conn) -> None:
+    """Serve an older version again."""
+    from tuneserve.v1 import model_pb2
+
+    connection = _connect(conn)
+    if version is None:
+        model = remote.call(connection, "models", "GetModel", model_pb2.GetModelRequest(name=name)).model
+        older = [v.version for v in model.versions if v.version < model.serving_version]
+        if not older:
+            raise click.ClickException(
+                f"model {name!r} has no kept version older than its serving version {model.serving_version}"
+            )
+        version = max(older)
+    request = model_pb2.SetServingVersionRequest(name=name, version=version)
+    remote.echo(remote.call(connection, "models", "SetServingVersion", request).model)
+
+
+@models.command(name="delete")
+@click.argument("name")
+@click.argument("version", type=click.IntRange(min=1))
+@_connection
+def models_delete(name: str, version: int, **conn) -> None:
+    """Delete a version that is not serving."""
+    from tuneserve.v1 import model_pb2
+
+    request = model_pb2.DeleteModelVersionRequest(name=name, version=version)
+    remote.call(_connect(conn), "models", "DeleteModelVersion", request)
+    click.echo(json.dumps({"name": name, "deleted_version": version}))
 
 
 if __name__ == "__main__":  # pragma: no cover

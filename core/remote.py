@@ -1,0 +1,176 @@
+"""The CLI's side of a remote server: connect (token, TLS), build Train requests from local files, follow
+a job with a progress bar, print messages as JSON. Needs grpcio (the serve or gpu extra)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+@dataclass(frozen=True)
+class Connection:
+    server: str
+    token: str | None = None
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout: float = 60.0
+
+    def channel(self) -> Any:
+        grpc = _grpc()
+        if self.ca_cert or self.client_cert:
+            if bool(self.client_cert) != bool(self.client_key):
+                raise click.UsageError("--client-cert and --client-key go together")
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=self.ca_cert.read_bytes() if self.ca_cert else None,
+                private_key=self.client_key.read_bytes() if self.client_key else None,
+                certificate_chain=self.client_cert.read_bytes() if self.client_cert else None,
+            )
+            return grpc.secure_channel(self.server, credentials)
+        return grpc.insecure_channel(self.server)
+
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")] if self.token else []
+
+
+def _grpc() -> Any:
+    try:
+        import grpc
+    except ImportError as exc:  # pragma: no cover - the serve extra has it
+        raise click.ClickException(
+            "talking to a server needs grpcio: install tuneserve[serve] (or tuneserve[gpu])"
+        ) from exc
+    return grpc
+
+
+def call(conn: Connection, stub_name: str, method: str, request: Any) -> Any:
+    """One unary call; a gRPC error becomes a ClickException with the status and the server's reason."""
+    from tuneserve.v1 import model_pb2_grpc, training_pb2_grpc
+
+    stubs = {
+        "training": training_pb2_grpc.TrainingServiceStub,
+        "models": model_pb2_grpc.ModelServiceStub,
+    }
+    grpc = _grpc()
+    with conn.channel() as channel:
+        stub = stubs[stub_name](channel)
+        try:
+            return getattr(stub, method)(request, metadata=conn.metadata(), timeout=conn.timeout)
+        except grpc.RpcError as exc:
+            raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+
+
+def echo(message: Any) -> None:
+    """A message as one JSON object on stdout (proto field names, enums by name, 64-bit ints as numbers)."""
+    click.echo(json.dumps(as_dict(message)))
+
+
+def as_dict(message: Any) -> dict[str, Any]:
+    from google.protobuf.json_format import MessageToDict
+
+    return _ints(MessageToDict(message, preserving_proto_field_name=True))
+
+
+def _ints(value: Any) -> Any:
+    """MessageToDict writes int64 as strings (JSON's numbers are doubles); versions and steps are small."""
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    if isinstance(value, str) and value.isdigit() and len(value) < 16:
+        return int(value)
+    return value
+
+
+# ---------------------------------------------------------------- Train
+
+
+def dataset(task: str | None, path: Path | None, uri: str | None, what: str, columns: dict[str, str]) -> Any:
+    """A Dataset message: examples read from a local file (sent inline), or a uri on the server."""
+    from tuneserve.trainer import data as datasets
+    from tuneserve.v1 import training_pb2
+
+    if path and uri:
+        raise click.UsageError(f"give --{what} or --{what}-uri, not both")
+    if uri:
+        return training_pb2.Dataset(uri=uri)
+    if path is None:
+        return None
+    if task is None:
+        raise click.UsageError(f"--task is needed to read --{what} {path}")
+    try:
+        examples = datasets.read_examples(
+            task, path, multi_label=columns.pop("multi_label", False), **columns
+        )
+    except datasets.DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if task == "ner":
+        return training_pb2.Dataset(
+            token_examples=training_pb2.TokenExamples(
+                examples=[training_pb2.TokenExample(tokens=ex.tokens, tags=ex.tags) for ex in examples]
+            )
+        )
+    return training_pb2.Dataset(
+        classification_examples=training_pb2.ClassificationExamples(
+            examples=[training_pb2.ClassificationExample(text=ex.text, labels=ex.labels) for ex in examples]
+        )
+    )
+
+
+# ---------------------------------------------------------------- watch
+
+
+def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> int:
+    """Follow a job with a progress bar on stderr; print the final job; 0 only if it succeeded."""
+    from tqdm import tqdm
+
+    from tuneserve.v1 import training_pb2, training_pb2_grpc
+
+    grpc = _grpc()
+    bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, desc="queued")
+    last_stage = None
+    try:
+        with conn.channel() as channel:
+            stub = training_pb2_grpc.TrainingServiceStub(channel)
+            request = training_pb2.WatchTrainingJobRequest(job_id=job_id)
+            try:
+                for response in stub.WatchTrainingJob(request, metadata=conn.metadata()):
+                    event = response.event
+                    stage = (
+                        training_pb2.TrainingStage.Name(event.stage).removeprefix("TRAINING_STAGE_").lower()
+                    )
+                    if stage != last_stage:
+                        bar.set_description(stage)
+                        last_stage = stage
+                    p = event.progress
+                    if p.total_steps and bar.total != p.total_steps:
+                        bar.reset(total=p.total_steps)
+                    if p.step > bar.n:
+                        bar.update(p.step - bar.n)
+                    postfix = {"epoch": f"{p.epoch:.2f}"}
+                    if p.loss:
+                        postfix["loss"] = f"{p.loss:.4f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    if event.message:
+                        bar.write(f"[{stage}] {event.message}", file=sys.stderr)
+                job = stub.GetTrainingJob(
+                    training_pb2.GetTrainingJobRequest(job_id=job_id),
+                    metadata=conn.metadata(),
+                    timeout=conn.timeout,
+                ).job
+            except grpc.RpcError as exc:
+                raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+    finally:
+        bar.close()
+    out(job)
+    if job.state != training_pb2.JOB_STATE_SUCCEEDED:
+        state = training_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
+        click.echo(f"job {job_id} {state}: {job.error or job.promotion_reason or ''}".rstrip(": "), err=True)
+        return 1
+    return 0

@@ -1,0 +1,106 @@
+"""`tuneserve train --server`, `tuneserve jobs ...` and `tuneserve models ...` against a live server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import FIXTURES, last_json, run_cli
+
+from .live import ServerProcess
+
+TINY = ("--epochs", "2", "--batch-size", "8", "--max-length", "32", "--learning-rate", "1e-3")
+
+
+def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    server = ServerProcess(root, "--intra-op-threads", "1")
+    at = ("--server", server.target)
+    try:
+        files = (
+            "--train",
+            FIXTURES / "sentiment_train.tsv",
+            "--validation",
+            FIXTURES / "sentiment_validation.tsv",
+        )
+        watched = run_cli(
+            "train",
+            *at,
+            "--model",
+            "cli-reviews",
+            "--task",
+            "classification",
+            *files,
+            "--base",
+            tiny_base,
+            *TINY,
+            "--watch",
+        )
+        job = last_json(watched.stdout)
+        assert job["state"] == "JOB_STATE_SUCCEEDED" and job["version"] == 1 and job["promoted"]
+        assert "[training]" in watched.stderr and "step" in watched.stderr  # the progress bar and stage lines
+
+        queued = last_json(
+            run_cli(
+                "train", *at, "--model", "cli-reviews", *files, *TINY, "--promotion-policy", "register-only"
+            ).stdout
+        )
+        assert queued["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING")
+        assert queued["base_model"] == str(tiny_base), "a retrained model keeps its base"
+        done = last_json(run_cli("jobs", "watch", queued["id"], *at).stdout)
+        assert done["state"] == "JOB_STATE_SUCCEEDED" and done["version"] == 2 and not done.get("promoted")
+
+        listed = last_json(run_cli("jobs", "list", *at, "--model", "cli-reviews").stdout)
+        assert [j["id"] for j in listed["jobs"]] == [queued["id"], job["id"]]
+        assert last_json(run_cli("jobs", "get", job["id"], *at).stdout)["id"] == job["id"]
+
+        promoted = last_json(run_cli("models", "promote", "cli-reviews", "2", *at).stdout)
+        assert promoted["serving_version"] == 2
+        rolled = last_json(run_cli("models", "rollback", "cli-reviews", *at).stdout)
+        assert rolled["serving_version"] == 1
+        models = last_json(run_cli("models", "list", *at).stdout)["models"]
+        assert [m["name"] for m in models] == ["cli-reviews"]
+        assert [v["version"] for v in models[0]["versions"]] == [1, 2]
+        run_cli("models", "delete", "cli-reviews", "2", *at)
+        got = last_json(run_cli("models", "get", "cli-reviews", *at).stdout)
+        assert [v["version"] for v in got["versions"]] == [1]
+
+        refused = run_cli("models", "delete", "cli-reviews", "1", *at, check=False)
+        assert refused.returncode != 0 and "FAILED_PRECONDITION" in refused.stderr
+    finally:
+        server.stop()
+
+
+def test_failed_job_makes_watch_fail(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    server = ServerProcess(root, "--intra-op-threads", "1", env={"HF_HUB_OFFLINE": "1"})
+    try:
+        result = run_cli(
+            "train",
+            "--server",
+            server.target,
+            "--model",
+            "offline",
+            "--task",
+            "classification",
+            "--train",
+            FIXTURES / "sentiment_train.tsv",
+            "--base",
+            "no-such-org/no-such-model",
+            "--watch",
+            check=False,
+        )
+        assert result.returncode == 1
+        job = last_json(result.stdout)
+        assert job["state"] == "JOB_STATE_FAILED"
+        assert "no-such-org/no-such-model" in job["error"] and "Hub" in job["error"]
+        bad = run_cli("train", "--server", server.target, "--model", "x", "--train-uri", "a.tsv", check=False)
+        assert bad.returncode != 0 and "INVALID_ARGUMENT" in bad.stderr
+        assert (
+            json.loads(run_cli("jobs", "list", "--server", server.target).stdout)["jobs"][0]["model"]
+            == "offline"
+        )
+    finally:
+        server.stop()
