@@ -6,7 +6,7 @@ EXTRAS ?= --extra serve --extra train
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test lint proto proto-check bench-quality bench-serve
+.PHONY: install run demo test lint proto proto-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -40,3 +40,6 @@ bench-quality: install
 
 bench-serve: install
 	.venv/bin/python benchmarks/serve.py
+
+bench-retrain: install
+	.venv/bin/python benchmarks/retrain.py
