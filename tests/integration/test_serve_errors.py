@@ -165,19 +165,40 @@ def test_model_service_errors(server: ServerProcess) -> None:
     with pytest.raises(grpc.RpcError) as info:
         server.models.ListModels(model_pb2.ListModelsRequest(page_token="%%%"))
     assert info.value.code() == INVALID and "next_page_token" in info.value.details()
+    set_version = server.models.SetServingVersion
+    for name, version, code in [
+        ("tiny-sentiment", 0, INVALID),
+        ("tiny-sentiment", 99, grpc.StatusCode.NOT_FOUND),
+        ("nope", 1, grpc.StatusCode.NOT_FOUND),
+    ]:
+        with pytest.raises(grpc.RpcError) as info:
+            set_version(model_pb2.SetServingVersionRequest(name=name, version=version))
+        assert info.value.code() == code
+    # Setting the version that serves is a no-op; deleting it is refused.
+    same = set_version(model_pb2.SetServingVersionRequest(name="tiny-sentiment", version=1))
+    assert same.model.serving_version == 1
     with pytest.raises(grpc.RpcError) as info:
-        server.models.SetServingVersion(model_pb2.SetServingVersionRequest(name="tiny-sentiment", version=1))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        server.models.DeleteModelVersion(
+            model_pb2.DeleteModelVersionRequest(name="tiny-sentiment", version=1)
+        )
+    assert (
+        info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "serving version" in info.value.details()
+    )
 
 
-def test_training_is_unimplemented(server: ServerProcess) -> None:
-    stub = training_pb2_grpc.TrainingServiceStub(server.channel)
-    with pytest.raises(grpc.RpcError) as info:
-        stub.Train(training_pb2.TrainRequest(model="x"))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED and "tuneserve train" in info.value.details()
-    with pytest.raises(grpc.RpcError) as info:
-        list(stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(job_id="x")))
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+def test_training_can_be_turned_off(model_store) -> None:  # type: ignore[no-untyped-def]
+    proc = ServerProcess(model_store, "--no-training")
+    try:
+        stub = training_pb2_grpc.TrainingServiceStub(proc.channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Train(training_pb2.TrainRequest(model="x"))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "disabled" in info.value.details()
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(job_id="x")))
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert proc.inference.Classify(OK, timeout=10).results
+    finally:
+        assert proc.stop() == 0
 
 
 def test_message_over_the_grpc_limit(model_store) -> None:  # type: ignore[no-untyped-def]

@@ -97,7 +97,7 @@ def test_health_through_startup_and_shutdown(gated_store: Path) -> None:
         assert check(proc.channel) == SERVING
         assert check(proc.channel, "tuneserve.v1.InferenceService") == SERVING
         assert check(proc.channel, "tuneserve.v1.ModelService") == SERVING
-        assert check(proc.channel, "tuneserve.v1.TrainingService") == NOT_SERVING  # not implemented yet
+        assert check(proc.channel, "tuneserve.v1.TrainingService") == SERVING
         reply = proc.inference.Classify(
             inference_pb2.ClassifyRequest(model="a-gated", texts=["hi"]), timeout=10
         )

@@ -1,0 +1,37 @@
+"""The SQLite job store: jobs survive a reopen, list newest first with filters and pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneserve.server.jobstore import JobRecord, JobStore
+
+
+def _job(i: int, model: str, state: str = "queued") -> JobRecord:
+    return JobRecord(id=f"job{i}", model=model, task="classification", base_model="b", state=state)
+
+
+def test_jobs_survive_reopen_and_list_newest_first(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite"
+    store = JobStore(path)
+    for i, (model, state) in enumerate(
+        [("a", "succeeded"), ("b", "failed"), ("a", "running"), ("c", "queued")]
+    ):
+        store.add(_job(i, model, state))
+    job = store.get("job1")
+    assert job is not None
+    job.error = "boom"
+    store.save(job)
+    store.close()
+
+    store = JobStore(path)
+    assert store.get("job1").error == "boom"  # type: ignore[union-attr]
+    assert store.get("nope") is None
+    assert [j.id for j in store.list()] == ["job3", "job2", "job1", "job0"]
+    assert [j.id for j in store.list(model="a")] == ["job2", "job0"]
+    assert [j.id for j in store.list(state="failed")] == ["job1"]
+    first = store.list(limit=2)
+    assert [j.id for j in store.list(before_seq=first[-1].seq, limit=2)] == ["job1", "job0"]
+    assert [j.id for j in store.unfinished()] == ["job2", "job3"]
+    store.add(_job(9, "d"))
+    assert store.get("job9").seq == 5  # type: ignore[union-attr]
