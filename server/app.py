@@ -87,7 +87,7 @@ class App:
         self.training: Training | None = None
         reason = unavailable_reason(settings)
         if reason is None:
-            self.training = Training(settings, self.store, self.models, catalog)
+            self.training = Training(settings, self.store, self.models, catalog, self.metrics)
             training_servicer: Any = TrainingServicer(self.training)
         else:
             log.info("training off", reason=reason)
@@ -136,10 +136,12 @@ class App:
         log.info("draining", in_flight=self.traffic.in_flight, grace_period_s=grace)
         self.traffic.draining = True
         await self.health.enter_graceful_shutdown()
+        if self.training is not None:
+            await self.training.stop_jobs()
         finished = await self.traffic.wait_idle(grace)
         await self._server.stop(grace=0.5 if finished else 0)
         if self.training is not None:
-            await self.training.close()
+            self.training.close()
         await self.models.close()
         if self._metrics_server is not None:
             self._metrics_server.close()

@@ -32,6 +32,7 @@ import structlog
 from tuneserve.repository import ModelStore
 from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, Overloaded
 from tuneserve.server.jobstore import STAGES, JobRecord, JobStore
+from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import TrainingSettings
 
 log = structlog.get_logger("tuneserve.server.jobs")
@@ -90,6 +91,7 @@ class JobRunner:
         work_root: Path,
         promote: Callable[[str, int], Awaitable[Any]],
         after_success: Callable[[str, int], Awaitable[None]],
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,6 +99,7 @@ class JobRunner:
         self.work_root = work_root
         self._promote = promote
         self._after_success = after_success
+        self.metrics = metrics
         self._queue: list[str] = []
         self._running: dict[str, asyncio.subprocess.Process | None] = {}
         self._active: dict[str, JobRecord] = {}  # the one record object of each running job
@@ -138,6 +141,9 @@ class JobRunner:
         self._closing = True
         if self._scheduler is not None:
             self._scheduler.cancel()
+        for live in list(self._live.values()):  # end the watch streams: the server is going away
+            async with live.changed:
+                live.changed.notify_all()
         for job_id, proc in list(self._running.items()):
             job = self._active.get(job_id)
             if job is not None and STAGES.index(job.stage) < STAGES.index("promoting"):
@@ -167,6 +173,7 @@ class JobRunner:
         except BaseException:
             shutil.rmtree(job.work_dir, ignore_errors=True)
             raise
+        self._count()
         log.info("job queued", job=job.id, model=job.model, task=job.task)
         self._wake.set()
         return job
@@ -249,7 +256,9 @@ class JobRunner:
             return
         while True:
             async with live.changed:
-                await live.changed.wait_for(lambda n=seen: len(live.events) > n)
+                await live.changed.wait_for(lambda n=seen: len(live.events) > n or self._closing)
+                if self._closing and len(live.events) == seen:
+                    return
                 fresh = live.events[seen:]
                 seen = len(live.events)
             for i, event in enumerate(fresh):
@@ -271,6 +280,7 @@ class JobRunner:
             while self._queue and len(self._running) < self.settings.max_running and not self._closing:
                 job_id = self._queue.pop(0)
                 self._running[job_id] = None
+                self._count()
                 task = asyncio.get_running_loop().create_task(self._run(job_id))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -291,6 +301,7 @@ class JobRunner:
         finally:
             self._running.pop(job_id, None)
             self._active.pop(job_id, None)
+            self._count()
             self._wake.set()
 
     async def _execute(self, job: JobRecord) -> None:
@@ -424,10 +435,18 @@ class JobRunner:
             job.version = 0
         await asyncio.to_thread(self._clean, job)
         await self._publish(job, message)
+        self.metrics.training_jobs_finished.labels(state, str(job.promoted).lower()).inc()
+        if job.started_at is not None:
+            self.metrics.training_job_duration.observe(job.finished_at - job.started_at)
+        self._count()
         log.info(
             "job finished", job=job.id, model=job.model, state=state, version=job.version, message=message
         )
         self._live.pop(job.id, None)
+
+    def _count(self) -> None:
+        self.metrics.training_jobs.labels("queued").set(len(self._queue))
+        self.metrics.training_jobs.labels("running").set(len(self._running))
 
     def _clean(self, job: JobRecord) -> None:
         shutil.rmtree(job.work_dir, ignore_errors=True)

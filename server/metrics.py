@@ -101,6 +101,21 @@ class Metrics:
             ["model", "version", "quantization", "provider"],
             registry=registry,
         )
+        self.training_jobs = Gauge(
+            "tuneserve_training_jobs", "Training jobs queued or running.", ["state"], registry=registry
+        )
+        self.training_jobs_finished = Counter(
+            "tuneserve_training_jobs_finished_total",
+            "Training jobs that ended, by final state (succeeded, failed, cancelled) and promotion.",
+            ["state", "promoted"],
+            registry=registry,
+        )
+        self.training_job_duration = Histogram(
+            "tuneserve_training_job_duration_seconds",
+            "Time from a training job's start to its end.",
+            buckets=(10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 28800),
+            registry=registry,
+        )
 
     def observer(self, model: str) -> BatchMetrics:
         return BatchMetrics(self, model)

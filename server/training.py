@@ -14,6 +14,7 @@ from tuneserve.server import trainrequest
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.jobs import JobRunner
 from tuneserve.server.jobstore import JobRecord, JobStore
+from tuneserve.server.metrics import Metrics
 from tuneserve.server.registry import ModelRegistry
 from tuneserve.server.settings import Settings
 from tuneserve.v1 import training_pb2
@@ -39,7 +40,12 @@ def jobs_dir(settings: Settings) -> Path:
 
 class Training:
     def __init__(
-        self, settings: Settings, store: ModelStore, registry: ModelRegistry, catalog: Catalog
+        self,
+        settings: Settings,
+        store: ModelStore,
+        registry: ModelRegistry,
+        catalog: Catalog,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -47,14 +53,23 @@ class Training:
         self.jobs = JobStore(root / JOBS_DB)
         self.catalog = catalog
         self.runner = JobRunner(
-            settings.training, store, self.jobs, root / "work", registry.promote, self._after_success
+            settings.training,
+            store,
+            self.jobs,
+            root / "work",
+            registry.promote,
+            self._after_success,
+            metrics,
         )
 
     async def start(self) -> None:
         await self.runner.start()
 
-    async def close(self) -> None:
+    async def stop_jobs(self) -> None:
+        """Fail the running jobs and end the watch streams (the server is draining)."""
         await self.runner.close()
+
+    def close(self) -> None:
         self.jobs.close()
 
     async def train(self, request: training_pb2.TrainRequest) -> JobRecord:
