@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -108,7 +109,7 @@ def test_train_promote_then_retrain_swaps_under_load(empty_root: Path, tiny_base
 
 
 def test_gate_refuses_a_worse_model(empty_root: Path, tiny_base: Path) -> None:
-    server = ServerProcess(empty_root, "--intra-op-threads", "1")
+    server = ServerProcess(empty_root, "--intra-op-threads", "1", "--keep-versions", "2")
     try:
         good = classification_request("gated", tiny_base, epochs=20)
         first = wait_job(server, server.training.Train(good).job.id)
@@ -136,6 +137,9 @@ def test_gate_refuses_a_worse_model(empty_root: Path, tiny_base: Path) -> None:
         done = wait_job(server, kept.id)
         assert done.state == SUCCEEDED and done.version == 3 and not done.promoted
         assert "REGISTER_ONLY" in done.promotion_reason
+        # Retention (--keep-versions 2): the oldest version that does not serve is gone.
+        assert ModelStore(empty_root).versions("gated") == [1, 3]
+        assert ModelStore(empty_root).serving_version("gated") == 1
     finally:
         server.stop()
 
@@ -237,3 +241,30 @@ def test_ner_job_and_uri_data(empty_root: Path, tiny_base: Path, tmp_path: Path)
         assert version.quantization == common_pb2.QUANTIZATION_NONE
     finally:
         server.stop()
+
+
+def test_sigterm_mid_job_drains_and_fails_the_job(empty_root: Path, tiny_base: Path) -> None:
+    server = ServerProcess(empty_root, "--intra-op-threads", "1")
+    job = server.training.Train(classification_request("drained", tiny_base, epochs=100)).job
+    wait_until(server, job.id, lambda j: j.progress.step >= 2)
+    events: list = []
+    watcher = threading.Thread(target=lambda: _watch_quietly(server, job.id, events))
+    watcher.start()
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 20, "a running job must not hold the drain"
+    watcher.join(10)
+    assert not job_pids(job.id)
+    restarted = ServerProcess(empty_root, "--intra-op-threads", "1")
+    try:
+        done = restarted.training.GetTrainingJob(training_pb2.GetTrainingJobRequest(job_id=job.id)).job
+        assert done.state == training_pb2.JOB_STATE_FAILED and "shut down" in done.error
+        assert ModelStore(empty_root).versions("drained") == []
+        assert not leftovers(empty_root)
+    finally:
+        restarted.stop()
+
+
+def _watch_quietly(server: ServerProcess, job_id: str, out: list) -> None:
+    with contextlib.suppress(grpc.RpcError):
+        _watch(server, job_id, out)
