@@ -2,8 +2,8 @@
 
 Start-up: the port is bound and health answers NOT_SERVING at once; the serving version of every model is
 then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Two log
-lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M}`` and, once ready,
-``{"event": "serving", ...}`` with the same fields.
+lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M, "auth": A}`` (A: off,
+privileged or all, see ``auth.py``) and, once ready, ``{"event": "serving", ...}`` with the ports.
 
 SIGTERM (or SIGINT): health flips to NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
 ``grace_period_s`` to finish, then the server stops and ``run`` returns 0. A second signal stops at once.
@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from tuneserve.repository import ModelStore
 from tuneserve.server import reflection
+from tuneserve.server.auth import Authenticator
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.dataplane import DataPlane
 from tuneserve.server.interceptors import ServerInterceptor, Traffic
@@ -71,8 +72,10 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._metrics_server: MetricsServer | None = None
+        # Token files are read now: a bad one stops start-up before anything listens.
+        self.auth = Authenticator.from_settings(settings.auth)
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names)],
+            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names, self.auth)],
             options=[
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
@@ -112,7 +115,13 @@ class App:
         )
         self.metrics_port = self._metrics_server.port
         await self._server.start()
-        log.info("listening", port=self.port, metrics_port=self.metrics_port, model_root=str(self.store.root))
+        log.info(
+            "listening",
+            port=self.port,
+            metrics_port=self.metrics_port,
+            model_root=str(self.store.root),
+            auth="off" if self.auth is None else self.auth.mode,
+        )
 
     async def load(self) -> None:
         """Load and warm every model's serving version, then report SERVING."""

@@ -3,7 +3,8 @@
 Precedence is CLI flag, then ``TUNESERVE_*`` environment variable, then the default here. Nested settings
 use ``__`` in the environment: ``TUNESERVE_BATCH__MAX_WAIT_US=500``,
 ``TUNESERVE_LIMITS__MAX_TEXT_BYTES=1000``.
-The object is validated once, frozen, and passed explicitly to whatever needs it.
+The object is validated once, frozen, and passed explicitly to whatever needs it. Files it names (tokens)
+are read at start-up by ``auth.py``, which raises ``ConfigError`` when they cannot be used.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -113,6 +114,50 @@ class TrainingSettings(BaseModel):
     defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
 
 
+class ConfigError(Exception):
+    """A setting that validated but cannot be used (a missing or empty file, a bad token): start-up stops."""
+
+
+class AuthSettings(BaseModel):
+    """Bearer tokens. With none configured, no RPC is checked; see ``auth.py`` for who may call what."""
+
+    model_config = ConfigDict(frozen=True)
+    admin_tokens_file: Path | None = Field(
+        None,
+        description="File of admin tokens (every RPC), one per line; blank lines and # comments are ignored. "
+        "Tokens can also be given comma-separated in TUNESERVE_AUTH__ADMIN_TOKENS.",
+    )
+    admin_tokens: SecretStr = Field(
+        SecretStr(""), description="Comma-separated admin tokens (from the environment; never a flag)."
+    )
+    read_tokens_file: Path | None = Field(
+        None,
+        description="File of read-only tokens (inference, ListModels, GetModel), one per line. Tokens can "
+        "also be given comma-separated in TUNESERVE_AUTH__READ_TOKENS.",
+    )
+    read_tokens: SecretStr = Field(
+        SecretStr(""), description="Comma-separated read-only tokens (from the environment; never a flag)."
+    )
+    require_token_for_inference: bool = Field(
+        False,
+        description="Inference, ListModels and GetModel need a read or admin token too (default: open to "
+        "all; the privileged RPCs always need an admin token once tokens are configured).",
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Whether any token source is given (the tokens themselves are read at start-up)."""
+        return bool(
+            self.admin_tokens_file
+            or self.read_tokens_file
+            or self.admin_tokens.get_secret_value().strip(", ")
+            or self.read_tokens.get_secret_value().strip(", ")
+        )
+
+
+SECTIONS = ("batch", "limits", "training", "auth")
+
+
 class Settings(BaseSettings):
     """Everything ``tuneserve serve`` can be told."""
 
@@ -149,19 +194,21 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Environment and defaults, overridden by the non-None values given (the CLI's flags).
 
-        Keys ``batch``, ``limits`` and ``training`` take dicts merged over the environment's nested values.
+        Keys ``batch``, ``limits``, ``training`` and ``auth`` take dicts merged over the environment's nested
+        values.
         """
         base = cls()
         data = base.model_dump()
         for key, value in overrides.items():
             if value is None:
                 continue
-            if key in ("batch", "limits", "training"):
+            if key in SECTIONS:
                 data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
             else:
                 data[key] = value

@@ -126,6 +126,21 @@ class ServerProcess:
         return self.proc.returncode
 
 
+def start_failure(model_root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run the server with ``args``, which must stop it at start-up (status 1, before listening); its stderr.
+
+    The test's own ``TUNESERVE_*`` variables are not passed on, ``env`` is.
+    """
+    cmd = [sys.executable, "-m", "tuneserve.server", "--model-root", str(model_root)]
+    cmd += ["--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", *args]
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("TUNESERVE_")}
+    full_env = {**inherited, **(env or {})}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=full_env)
+    assert result.returncode == 1, result.stderr
+    assert '"listening"' not in result.stderr
+    return result.stderr
+
+
 def metric_value(text: str, name: str, **labels: str) -> float:
     """The value of one sample in a Prometheus text exposition (0 if absent)."""
     for line in text.splitlines():
