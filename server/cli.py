@@ -23,6 +23,7 @@ from tuneserve.server.settings import (
     ConfigError,
     LimitSettings,
     Settings,
+    TLSSettings,
     TrainingSettings,
 )
 
@@ -58,12 +59,16 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
     ("--read-tokens-file", "auth.read_tokens_file", _FILE),
     ("--auth-inference/--no-auth-inference", "auth.require_token_for_inference", bool),
+    ("--tls-cert", "tls.cert_file", _FILE),
+    ("--tls-key", "tls.key_file", _FILE),
+    ("--tls-client-ca", "tls.client_ca_file", _FILE),
 ]
 _SECTIONS: dict[str, type[BaseModel]] = {
     "batch": BatchSettings,
     "limits": LimitSettings,
     "training": TrainingSettings,
     "auth": AuthSettings,
+    "tls": TLSSettings,
 }
 
 

@@ -3,8 +3,9 @@
 Precedence is CLI flag, then ``TUNESERVE_*`` environment variable, then the default here. Nested settings
 use ``__`` in the environment: ``TUNESERVE_BATCH__MAX_WAIT_US=500``,
 ``TUNESERVE_LIMITS__MAX_TEXT_BYTES=1000``.
-The object is validated once, frozen, and passed explicitly to whatever needs it. Files it names (tokens)
-are read at start-up by ``auth.py``, which raises ``ConfigError`` when they cannot be used.
+The object is validated once, frozen, and passed explicitly to whatever needs it. Files it names (tokens,
+certificates) are read at start-up by ``auth.py`` and ``tls.py``, which raise ``ConfigError`` when they
+cannot be used.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -155,7 +156,41 @@ class AuthSettings(BaseModel):
         )
 
 
-SECTIONS = ("batch", "limits", "training", "auth")
+class TLSSettings(BaseModel):
+    """TLS on the gRPC port (PEM files); with a client CA, mutual TLS. The metrics port stays plain HTTP."""
+
+    model_config = ConfigDict(frozen=True)
+    cert_file: Path | None = Field(
+        None, description="Server certificate chain (PEM); with --tls-key, the gRPC port speaks TLS only."
+    )
+    key_file: Path | None = Field(
+        None, description="Private key of the server certificate (PEM, unencrypted)."
+    )
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) for client certificates: clients must present one it signed "
+        "(mutual TLS).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "TLS needs both a certificate and its key: give --tls-cert and --tls-key together"
+            )
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("--tls-client-ca (mutual TLS) needs TLS: give --tls-cert and --tls-key as well")
+        return self
+
+    @property
+    def mode(self) -> Literal["off", "tls", "mtls"]:
+        """What the gRPC port speaks: plaintext, TLS, or TLS with client certificates."""
+        if self.cert_file is None:
+            return "off"
+        return "tls" if self.client_ca_file is None else "mtls"
+
+
+SECTIONS = ("batch", "limits", "training", "auth", "tls")
 
 
 class Settings(BaseSettings):
@@ -195,13 +230,14 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Environment and defaults, overridden by the non-None values given (the CLI's flags).
 
-        Keys ``batch``, ``limits``, ``training`` and ``auth`` take dicts merged over the environment's nested
-        values.
+        Keys in ``SECTIONS`` (``batch``, ``limits``, ``training``, ``auth``, ``tls``) take dicts merged over
+        the environment's nested values.
         """
         base = cls()
         data = base.model_dump()

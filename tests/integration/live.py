@@ -29,7 +29,9 @@ class ServerProcess:
         importtime: bool = False,
         wait: bool = True,
         env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """``credentials``: for a server started with ``--tls-cert`` (its ``channel`` then speaks TLS)."""
         cmd = [
             sys.executable,
             *(["-X", "importtime"] if importtime else []),
@@ -60,7 +62,11 @@ class ServerProcess:
         self.port: int = listening["port"]
         self.metrics_port: int = listening["metrics_port"]
         self.target = f"127.0.0.1:{self.port}"
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = (
+            grpc.insecure_channel(self.target)
+            if credentials is None
+            else grpc.secure_channel(self.target, credentials)
+        )
         self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
         self.models = model_pb2_grpc.ModelServiceStub(self.channel)
         self.training = training_pb2_grpc.TrainingServiceStub(self.channel)

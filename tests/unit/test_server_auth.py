@@ -1,4 +1,4 @@
-"""Auth without a network: token files, the role check, the settings and flags."""
+"""Auth and TLS without a network: token files, the role check, the settings and flags, the TLS files."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+import trustme
 from click.testing import CliRunner
+from pydantic import ValidationError
 
-from tuneserve.server import auth, errors
+from tuneserve.server import auth, errors, tls
 from tuneserve.server.auth import Authenticator, Role, parse_tokens, read_token_file
 from tuneserve.server.cli import build_settings, serve
-from tuneserve.server.settings import AuthSettings, ConfigError
+from tuneserve.server.settings import AuthSettings, ConfigError, Settings, TLSSettings
 from tuneserve.v1 import training_pb2
 
 ADMIN, READ = "admin-token-123", "read-token-456"
@@ -27,6 +29,9 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "TUNESERVE_AUTH__ADMIN_TOKENS_FILE",
         "TUNESERVE_AUTH__READ_TOKENS_FILE",
         "TUNESERVE_AUTH__REQUIRE_TOKEN_FOR_INFERENCE",
+        "TUNESERVE_TLS__CERT_FILE",
+        "TUNESERVE_TLS__KEY_FILE",
+        "TUNESERVE_TLS__CLIENT_CA_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -160,27 +165,43 @@ def test_every_configured_token_is_compared(monkeypatch: pytest.MonkeyPatch) -> 
         assert compared == [64] * 5  # every token, as fixed-size digests
 
 
-def test_auth_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_auth_and_tls_settings_from_flags_and_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     default = build_settings({})
     assert default.auth == AuthSettings() and not default.auth.configured
+    assert default.tls.mode == "off"
     monkeypatch.setenv("TUNESERVE_AUTH__ADMIN_TOKENS", f"{ADMIN},other")
     monkeypatch.setenv("TUNESERVE_AUTH__READ_TOKENS_FILE", "/etc/tuneserve/read.tokens")
-    env = build_settings({"auth__admin_tokens_file": None})
+    monkeypatch.setenv("TUNESERVE_TLS__CERT_FILE", "/etc/tls/cert.pem")
+    monkeypatch.setenv("TUNESERVE_TLS__KEY_FILE", "/etc/tls/key.pem")
+    env = build_settings({"auth__admin_tokens_file": None, "tls__client_ca_file": None})
     assert env.auth.admin_tokens.get_secret_value() == f"{ADMIN},other"
     assert env.auth.read_tokens_file == Path("/etc/tuneserve/read.tokens")
     assert ADMIN not in repr(env) and ADMIN not in str(env.model_dump())
+    assert env.tls.mode == "tls" and env.tls.cert_file == Path("/etc/tls/cert.pem")
     cli = build_settings(
         {
             "auth__admin_tokens_file": tmp_path / "admin",
             "auth__require_token_for_inference": True,
+            "tls__client_ca_file": tmp_path / "ca.pem",
         }
     )
     assert cli.auth.admin_tokens_file == tmp_path / "admin"
     assert cli.auth.admin_tokens.get_secret_value() == f"{ADMIN},other"  # the environment's
-    assert cli.auth.require_token_for_inference
+    assert cli.auth.require_token_for_inference and cli.tls.mode == "mtls"
 
 
-def test_cli_has_the_auth_flags_but_no_token_flag() -> None:
+def test_incomplete_tls_settings_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="give --tls-cert and --tls-key together"):
+        Settings.load(tls={"cert_file": "cert.pem"})
+    with pytest.raises(ValidationError, match="give --tls-cert and --tls-key together"):
+        TLSSettings(key_file=Path("key.pem"))
+    with pytest.raises(ValidationError, match=r"--tls-client-ca \(mutual TLS\) needs TLS"):
+        TLSSettings(client_ca_file=Path("ca.pem"))
+
+
+def test_cli_has_the_auth_and_tls_flags_but_no_token_flag() -> None:
     result = CliRunner().invoke(serve, ["--help"], terminal_width=200)
     assert result.exit_code == 0
     for fragment in (
@@ -191,7 +212,72 @@ def test_cli_has_the_auth_flags_but_no_token_flag() -> None:
         "TUNESERVE_AUTH__READ_TOKENS_FILE",
         "--auth-inference / --no-auth-inference",
         "TUNESERVE_AUTH__REQUIRE_TOKEN_FOR_INFERENCE",
+        "--tls-cert",
+        "TUNESERVE_TLS__CERT_FILE",
+        "--tls-key",
+        "TUNESERVE_TLS__KEY_FILE",
+        "--tls-client-ca",
+        "TUNESERVE_TLS__CLIENT_CA_FILE",
     ):
         assert fragment in result.output
     result = CliRunner().invoke(serve, ["--admin-tokens", ADMIN])
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+@pytest.fixture()
+def pem(tmp_path: Path) -> dict[str, Path]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    files = {name: tmp_path / name for name in ("ca", "cert", "key", "other_key", "garbage")}
+    ca.cert_pem.write_to_path(files["ca"])
+    cert.cert_chain_pems[0].write_to_path(files["cert"])
+    cert.private_key_pem.write_to_path(files["key"])
+    ca.issue_cert("x.test").private_key_pem.write_to_path(files["other_key"])
+    files["garbage"].write_text("not a certificate\n")
+    return files
+
+
+def test_server_credentials(pem: dict[str, Path]) -> None:
+    assert tls.server_credentials(TLSSettings()) is None
+    plain = tls.server_credentials(TLSSettings(cert_file=pem["cert"], key_file=pem["key"]))
+    mutual = tls.server_credentials(
+        TLSSettings(cert_file=pem["cert"], key_file=pem["key"], client_ca_file=pem["ca"])
+    )
+    assert isinstance(plain, grpc.ServerCredentials) and isinstance(mutual, grpc.ServerCredentials)
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "ca", "message"),
+    [
+        ("missing", "key", None, "--tls-cert: .*missing does not exist"),
+        ("cert", "empty", None, "--tls-key: .*empty is empty"),
+        ("garbage", "key", None, "cannot serve TLS"),
+        ("cert", "garbage", None, "cannot serve TLS"),
+        ("cert", "other_key", None, "KEY_VALUES_MISMATCH"),
+        ("cert", "key", "garbage", "--tls-client-ca .*garbage holds no usable CA certificate"),
+    ],
+)
+def test_unusable_tls_files_are_config_errors(
+    pem: dict[str, Path], tmp_path: Path, cert: str, key: str, ca: str | None, message: str
+) -> None:
+    (tmp_path / "empty").write_text("")
+    path = {**pem, "missing": tmp_path / "missing", "empty": tmp_path / "empty"}
+    settings = TLSSettings(cert_file=path[cert], key_file=path[key], client_ca_file=ca and path[ca])
+    with pytest.raises(ConfigError, match=message):
+        tls.server_credentials(settings)
+
+
+def test_encrypted_key_is_a_config_error(pem: dict[str, Path], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pem["key"].read_bytes(), None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    with pytest.raises(ConfigError, match="encrypted"):
+        tls.server_credentials(TLSSettings(cert_file=pem["cert"], key_file=encrypted))
