@@ -11,6 +11,8 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from helpers import last_json, run_cli
+
 from .live import ServerProcess, start_failure
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -174,3 +176,44 @@ def test_python_client_with_tls_and_a_token(empty_store: Path, pki: PKI) -> None
             assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
     finally:
         assert proc.stop() == 0
+
+
+def test_ops_cli_with_mtls_and_tokens(
+    empty_store: Path, pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ops commands' --ca-cert, --client-cert/--client-key and TUNESERVE_TOKEN against this server."""
+    admin, read = "ops-admin-token", "ops-read-token"
+    client = pki.ca.issue_cert("ops.tuneserve.test")
+    client.private_key_pem.write_to_path(tmp_path / "client.key")
+    client.cert_chain_pems[0].write_to_path(tmp_path / "client.pem")
+    proc = ServerProcess(
+        empty_store,
+        "--tls-cert",
+        str(pki.cert_file),
+        "--tls-key",
+        str(pki.key_file),
+        "--tls-client-ca",
+        str(pki.ca_file),
+        "--auth-inference",
+        credentials=pki.client(),
+        env={"TUNESERVE_AUTH__ADMIN_TOKENS": admin, "TUNESERVE_AUTH__READ_TOKENS": read},
+    )
+    at = ("--server", proc.target, "--ca-cert", pki.ca_file)
+    at += ("--client-cert", tmp_path / "client.pem", "--client-key", tmp_path / "client.key")
+    try:
+        monkeypatch.setenv("TUNESERVE_TOKEN", read)
+        assert last_json(run_cli("models", "list", *at).stdout) == {"models": []}
+        refused = run_cli("models", "promote", "m", "1", *at, check=False)
+        assert refused.returncode != 0 and "PERMISSION_DENIED" in refused.stderr
+        monkeypatch.setenv("TUNESERVE_TOKEN", admin)
+        allowed = run_cli("models", "promote", "m", "1", *at, check=False)
+        # Past the check: what SetServingVersion says about a model that does not exist.
+        assert "UNAUTHENTICATED" not in allowed.stderr and "PERMISSION_DENIED" not in allowed.stderr
+        assert allowed.returncode != 0 and "NOT_FOUND" in allowed.stderr
+        monkeypatch.delenv("TUNESERVE_TOKEN")
+        anonymous = run_cli("models", "list", *at, check=False)
+        assert anonymous.returncode != 0 and "UNAUTHENTICATED" in anonymous.stderr
+    finally:
+        assert proc.stop() == 0
+    for line in proc.lines:
+        assert admin not in line and read not in line
