@@ -2,8 +2,9 @@
 
 Start-up: the port is bound and health answers NOT_SERVING at once; the serving version of every model is
 then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Two log
-lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M}`` and, once ready,
-``{"event": "serving", ...}`` with the same fields.
+lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M, "tls": T, "auth": A}``
+(T: off, tls or mtls, see ``tls.py``; A: off, privileged or all, see ``auth.py``) and, once ready,
+``{"event": "serving", ...}`` with the ports.
 
 SIGTERM (or SIGINT): health flips to NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
 ``grace_period_s`` to finish, then the server stops and ``run`` returns 0. A second signal stops at once.
@@ -23,7 +24,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from tuneserve.repository import ModelStore
-from tuneserve.server import reflection
+from tuneserve.server import reflection, tls
+from tuneserve.server.auth import Authenticator
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.dataplane import DataPlane
 from tuneserve.server.interceptors import ServerInterceptor, Traffic
@@ -71,8 +73,11 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._metrics_server: MetricsServer | None = None
+        # Token and certificate files are read now: a bad one stops start-up before anything listens.
+        self.auth = Authenticator.from_settings(settings.auth)
+        self._credentials = tls.server_credentials(settings.tls)
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names)],
+            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names, self.auth)],
             options=[
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
@@ -104,7 +109,10 @@ class App:
             await self.health.set(service, NOT_SERVING)
         address = f"{self.settings.host}:{self.settings.port}"
         try:
-            self.port = self._server.add_insecure_port(address)
+            if self._credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, self._credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {address} (is the port in use?): {exc}") from exc
         self._metrics_server = MetricsServer(
@@ -112,7 +120,14 @@ class App:
         )
         self.metrics_port = self._metrics_server.port
         await self._server.start()
-        log.info("listening", port=self.port, metrics_port=self.metrics_port, model_root=str(self.store.root))
+        log.info(
+            "listening",
+            port=self.port,
+            metrics_port=self.metrics_port,
+            model_root=str(self.store.root),
+            tls=self.settings.tls.mode,
+            auth="off" if self.auth is None else self.auth.mode,
+        )
 
     async def load(self) -> None:
         """Load and warm every model's serving version, then report SERVING."""

@@ -1,7 +1,9 @@
 """``tuneserve serve``: the click command (registered in ``tuneserve.cli`` with ``main.add_command(serve)``).
 
 Every flag falls back to a ``TUNESERVE_*`` environment variable (shown in --help), then to the default of
-``Settings``; nested settings use ``__``: ``--max-queue`` is ``TUNESERVE_BATCH__MAX_QUEUE``.
+``Settings``; nested settings use ``__``: ``--max-queue`` is ``TUNESERVE_BATCH__MAX_QUEUE``. Tokens
+themselves are never flags (a command line is visible to every user of the machine): they come from files
+or from ``TUNESERVE_AUTH__ADMIN_TOKENS`` / ``TUNESERVE_AUTH__READ_TOKENS``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from typing import Any
 import click
 from pydantic import BaseModel, ValidationError
 
-from tuneserve.server.settings import BatchSettings, LimitSettings, Settings, TrainingSettings
+from tuneserve.server.settings import (
+    AuthSettings,
+    BatchSettings,
+    ConfigError,
+    LimitSettings,
+    Settings,
+    TLSSettings,
+    TrainingSettings,
+)
 
 _FLOAT_MIN0 = click.FloatRange(min=0)
+_FILE = click.Path(dir_okay=False, path_type=Path)
 # flag, settings field ("section.field" for nested ones), click type
 _OPTIONS: list[tuple[str, str, Any]] = [
     ("--model-root", "model_root", click.Path(file_okay=False, path_type=Path)),
@@ -45,11 +56,19 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--training-threads", "training.threads", click.IntRange(min=0)),
     ("--training-device", "training.device", click.Choice(["auto", "cpu", "cuda"])),
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
+    ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
+    ("--read-tokens-file", "auth.read_tokens_file", _FILE),
+    ("--auth-inference/--no-auth-inference", "auth.require_token_for_inference", bool),
+    ("--tls-cert", "tls.cert_file", _FILE),
+    ("--tls-key", "tls.key_file", _FILE),
+    ("--tls-client-ca", "tls.client_ca_file", _FILE),
 ]
 _SECTIONS: dict[str, type[BaseModel]] = {
     "batch": BatchSettings,
     "limits": LimitSettings,
     "training": TrainingSettings,
+    "auth": AuthSettings,
+    "tls": TLSSettings,
 }
 
 
@@ -104,6 +123,6 @@ def serve(**values: Any) -> None:
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:
         code = asyncio.run(run_server(settings))
-    except OSError as exc:
+    except (OSError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

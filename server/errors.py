@@ -11,7 +11,9 @@ Every message says what was wrong and what is allowed, and is sent to the client
     ├── Unimplemented               UNIMPLEMENTED     an RPC this server does not implement
     ├── JobConflict                 ALREADY_EXISTS    a job for the model is already queued or running
     ├── GateFailed                  FAILED_PRECONDITION  a version that may not serve (or be deleted)
-    └── TrainingUnavailable         FAILED_PRECONDITION  training is off, or not installed, on this server
+    ├── TrainingUnavailable         FAILED_PRECONDITION  training is off, or not installed, on this server
+    ├── Unauthenticated             UNAUTHENTICATED   no bearer token, a malformed one, or an unknown one
+    └── PermissionDenied            PERMISSION_DENIED a read-only token on an RPC that needs an admin token
 
 Errors that belong to one item of a batch are set on that item's future only: the other callers of the
 same batch are not affected.
@@ -66,3 +68,11 @@ class GateFailed(TuneserveError):
 
 class TrainingUnavailable(TuneserveError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(TuneserveError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(TuneserveError):
+    code = grpc.StatusCode.PERMISSION_DENIED

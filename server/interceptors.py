@@ -7,7 +7,9 @@
   message quotes.
 
 While draining (after SIGTERM), new calls are refused with UNAVAILABLE; health and reflection are not
-intercepted, so probes see NOT_SERVING rather than an error.
+intercepted, so probes see NOT_SERVING rather than an error. With tokens configured, each call's bearer
+token is checked (``auth.py``) before it runs: UNAUTHENTICATED or PERMISSION_DENIED, counted like any
+other status.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import grpc
 import structlog
 
+from tuneserve.server.auth import Authenticator
 from tuneserve.server.errors import ModelNotReady, TuneserveError
 from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
 
@@ -74,10 +77,17 @@ class _Call:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: Metrics, traffic: Traffic, known_models: Callable[[], list[str]]) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        traffic: Traffic,
+        known_models: Callable[[], list[str]],
+        auth: Authenticator | None = None,
+    ) -> None:
         self.metrics = metrics
         self.traffic = traffic
         self.known_models = known_models
+        self.auth = auth  # None: no tokens configured, nothing to check
         self._debug = logging.getLogger(LOG_NAME).isEnabledFor(logging.DEBUG)  # per-request lines cost µs
 
     async def intercept_service(
@@ -89,15 +99,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         full = handler_call_details.method
         if handler is None or full.startswith(_PASS_THROUGH):
             return handler
-        method = full.rsplit("/", 1)[-1]
         h: Any = handler
         if h.unary_unary:
-            return h._replace(unary_unary=self._unary(method, h.unary_unary))
+            return h._replace(unary_unary=self._unary(full, h.unary_unary))
         if h.unary_stream:
-            return h._replace(unary_stream=self._unary_stream(method, h.unary_stream))
+            return h._replace(unary_stream=self._unary_stream(full, h.unary_stream))
         if h.stream_unary:
-            return h._replace(stream_unary=self._stream_unary(method, h.stream_unary))
-        return h._replace(stream_stream=self._stream_stream(method, h.stream_stream))
+            return h._replace(stream_unary=self._stream_unary(full, h.stream_unary))
+        return h._replace(stream_stream=self._stream_stream(full, h.stream_stream))
 
     def _model_label(self, request: Any) -> str:
         name = getattr(request, "model", None) or getattr(request, "name", None) or ""
@@ -105,8 +114,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return ""
         return name if name in self.known_models() else UNKNOWN_MODEL
 
-    def _begin(self, method: str, request: Any) -> _Call:
-        call = _Call(method, self._model_label(request))
+    def _begin(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+        """Start the call's bookkeeping, or raise (counted) if draining or the token does not allow it."""
+        call = _Call(full.rsplit("/", 1)[-1], self._model_label(request))
         if self.traffic.draining:
             call.code = grpc.StatusCode.UNAVAILABLE
             self._finish(call, counted=False)
@@ -114,6 +124,20 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 "the server is shutting down: retry, another replica (or this one after its "
                 "restart) will answer"
             )
+        if self.auth is not None:
+            try:
+                self.auth.check(full, context.invocation_metadata())
+            except TuneserveError as exc:
+                call.code = exc.code
+                self._finish(call, counted=False)
+                log.warning(
+                    "rpc refused",
+                    method=call.method,
+                    code=exc.code.name,
+                    error=exc.message,
+                    peer=context.peer(),
+                )
+                raise
         self.traffic.enter()
         self.metrics.in_flight.inc()
         return call
@@ -171,17 +195,17 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         finally:
             self._finish(call)
 
-    def _unary(self, method: str, behavior: Any) -> Any:
+    def _unary(self, full: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = await self._guard(method, request, context)
+            call = await self._guard(full, request, context)
             async with self._accounted(call, context):
                 return await behavior(request, context)
 
         return wrapped
 
-    def _unary_stream(self, method: str, behavior: Any) -> Any:
+    def _unary_stream(self, full: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            call = await self._guard(method, request, context)
+            call = await self._guard(full, request, context)
             async with self._accounted(call, context):
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):
@@ -192,26 +216,26 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    def _stream_unary(self, method: str, behavior: Any) -> Any:
+    def _stream_unary(self, full: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            call = await self._guard(method, None, context)
+            call = await self._guard(full, None, context)
             async with self._accounted(call, context):
                 return await behavior(self._labelled(call, requests), context)
 
         return wrapped
 
-    def _stream_stream(self, method: str, behavior: Any) -> Any:
+    def _stream_stream(self, full: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            call = await self._guard(method, None, context)
+            call = await self._guard(full, None, context)
             async with self._accounted(call, context):
                 async for response in behavior(self._labelled(call, requests), context):
                     yield response
 
         return wrapped
 
-    async def _guard(self, method: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+    async def _guard(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         try:
-            return self._begin(method, request)
+            return self._begin(full, request, context)
         except TuneserveError as exc:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises

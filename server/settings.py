@@ -3,7 +3,9 @@
 Precedence is CLI flag, then ``TUNESERVE_*`` environment variable, then the default here. Nested settings
 use ``__`` in the environment: ``TUNESERVE_BATCH__MAX_WAIT_US=500``,
 ``TUNESERVE_LIMITS__MAX_TEXT_BYTES=1000``.
-The object is validated once, frozen, and passed explicitly to whatever needs it.
+The object is validated once, frozen, and passed explicitly to whatever needs it. Files it names (tokens,
+certificates) are read at start-up by ``auth.py`` and ``tls.py``, which raise ``ConfigError`` when they
+cannot be used.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -113,6 +115,84 @@ class TrainingSettings(BaseModel):
     defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
 
 
+class ConfigError(Exception):
+    """A setting that validated but cannot be used (a missing or empty file, a bad token): start-up stops."""
+
+
+class AuthSettings(BaseModel):
+    """Bearer tokens. With none configured, no RPC is checked; see ``auth.py`` for who may call what."""
+
+    model_config = ConfigDict(frozen=True)
+    admin_tokens_file: Path | None = Field(
+        None,
+        description="File of admin tokens (every RPC), one per line; blank lines and # comments are ignored. "
+        "Tokens can also be given comma-separated in TUNESERVE_AUTH__ADMIN_TOKENS.",
+    )
+    admin_tokens: SecretStr = Field(
+        SecretStr(""), description="Comma-separated admin tokens (from the environment; never a flag)."
+    )
+    read_tokens_file: Path | None = Field(
+        None,
+        description="File of read-only tokens (inference, ListModels, GetModel), one per line. Tokens can "
+        "also be given comma-separated in TUNESERVE_AUTH__READ_TOKENS.",
+    )
+    read_tokens: SecretStr = Field(
+        SecretStr(""), description="Comma-separated read-only tokens (from the environment; never a flag)."
+    )
+    require_token_for_inference: bool = Field(
+        False,
+        description="Inference, ListModels and GetModel need a read or admin token too (default: open to "
+        "all; the privileged RPCs always need an admin token once tokens are configured).",
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Whether any token source is given (the tokens themselves are read at start-up)."""
+        return bool(
+            self.admin_tokens_file
+            or self.read_tokens_file
+            or self.admin_tokens.get_secret_value().strip(", ")
+            or self.read_tokens.get_secret_value().strip(", ")
+        )
+
+
+class TLSSettings(BaseModel):
+    """TLS on the gRPC port (PEM files); with a client CA, mutual TLS. The metrics port stays plain HTTP."""
+
+    model_config = ConfigDict(frozen=True)
+    cert_file: Path | None = Field(
+        None, description="Server certificate chain (PEM); with --tls-key, the gRPC port speaks TLS only."
+    )
+    key_file: Path | None = Field(
+        None, description="Private key of the server certificate (PEM, unencrypted)."
+    )
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA bundle (PEM) for client certificates: clients must present one it signed "
+        "(mutual TLS).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError(
+                "TLS needs both a certificate and its key: give --tls-cert and --tls-key together"
+            )
+        if self.client_ca_file is not None and self.cert_file is None:
+            raise ValueError("--tls-client-ca (mutual TLS) needs TLS: give --tls-cert and --tls-key as well")
+        return self
+
+    @property
+    def mode(self) -> Literal["off", "tls", "mtls"]:
+        """What the gRPC port speaks: plaintext, TLS, or TLS with client certificates."""
+        if self.cert_file is None:
+            return "off"
+        return "tls" if self.client_ca_file is None else "mtls"
+
+
+SECTIONS = ("batch", "limits", "training", "auth", "tls")
+
+
 class Settings(BaseSettings):
     """Everything ``tuneserve serve`` can be told."""
 
@@ -149,19 +229,22 @@ class Settings(BaseSettings):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    tls: TLSSettings = Field(default_factory=TLSSettings)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:
         """Environment and defaults, overridden by the non-None values given (the CLI's flags).
 
-        Keys ``batch``, ``limits`` and ``training`` take dicts merged over the environment's nested values.
+        Keys in ``SECTIONS`` (``batch``, ``limits``, ``training``, ``auth``, ``tls``) take dicts merged over
+        the environment's nested values.
         """
         base = cls()
         data = base.model_dump()
         for key, value in overrides.items():
             if value is None:
                 continue
-            if key in ("batch", "limits", "training"):
+            if key in SECTIONS:
                 data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
             else:
                 data[key] = value

@@ -29,7 +29,9 @@ class ServerProcess:
         importtime: bool = False,
         wait: bool = True,
         env: dict[str, str] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """``credentials``: for a server started with ``--tls-cert`` (its ``channel`` then speaks TLS)."""
         cmd = [
             sys.executable,
             *(["-X", "importtime"] if importtime else []),
@@ -60,7 +62,11 @@ class ServerProcess:
         self.port: int = listening["port"]
         self.metrics_port: int = listening["metrics_port"]
         self.target = f"127.0.0.1:{self.port}"
-        self.channel = grpc.insecure_channel(self.target)
+        self.channel = (
+            grpc.insecure_channel(self.target)
+            if credentials is None
+            else grpc.secure_channel(self.target, credentials)
+        )
         self.inference = inference_pb2_grpc.InferenceServiceStub(self.channel)
         self.models = model_pb2_grpc.ModelServiceStub(self.channel)
         self.training = training_pb2_grpc.TrainingServiceStub(self.channel)
@@ -124,6 +130,21 @@ class ServerProcess:
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         return self.proc.returncode
+
+
+def start_failure(model_root: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run the server with ``args``, which must stop it at start-up (status 1, before listening); its stderr.
+
+    The test's own ``TUNESERVE_*`` variables are not passed on, ``env`` is.
+    """
+    cmd = [sys.executable, "-m", "tuneserve.server", "--model-root", str(model_root)]
+    cmd += ["--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", *args]
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("TUNESERVE_")}
+    full_env = {**inherited, **(env or {})}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=full_env)
+    assert result.returncode == 1, result.stderr
+    assert '"listening"' not in result.stderr
+    return result.stderr
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
