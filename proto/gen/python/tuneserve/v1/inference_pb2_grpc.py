@@ -37,6 +37,7 @@ class InferenceServiceStub:
     - RESOURCE_EXHAUSTED: the server's queue is full; retry with backoff (the message says when).
     - UNAVAILABLE: the server is starting, draining, or the model is not loaded yet; retry.
     - DEADLINE_EXCEEDED: the call's deadline passed; work still queued for it is dropped.
+    - UNAUTHENTICATED: the server requires a token for inference and the call had none, or an unknown one.
     """
 
     def __init__(self, channel):
@@ -79,6 +80,7 @@ class InferenceServiceServicer:
     - RESOURCE_EXHAUSTED: the server's queue is full; retry with backoff (the message says when).
     - UNAVAILABLE: the server is starting, draining, or the model is not loaded yet; retry.
     - DEADLINE_EXCEEDED: the call's deadline passed; work still queued for it is dropped.
+    - UNAUTHENTICATED: the server requires a token for inference and the call had none, or an unknown one.
     """
 
     def Classify(self, request, context):
@@ -173,6 +175,7 @@ class InferenceService:
     - RESOURCE_EXHAUSTED: the server's queue is full; retry with backoff (the message says when).
     - UNAVAILABLE: the server is starting, draining, or the model is not loaded yet; retry.
     - DEADLINE_EXCEEDED: the call's deadline passed; work still queued for it is dropped.
+    - UNAUTHENTICATED: the server requires a token for inference and the call had none, or an unknown one.
     """
 
     @staticmethod
