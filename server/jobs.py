@@ -408,8 +408,10 @@ class JobRunner:
                 except Exception as exc:  # the version stays registered; the old one keeps serving
                     log.exception("promotion failed", job=job.id, model=job.model, version=job.version)
                     job.promotion_reason += f"; promotion failed: {exc}"
-            with contextlib.suppress(Exception):
+            try:
                 await self._after_success(job.model, job.version)
+            except Exception as exc:  # retention is housekeeping: the job still succeeded
+                log.warning("retention failed", model=job.model, error=str(exc))
             await self._finish(job, "succeeded", f"succeeded: version {job.version}{promoted_text}")
             return
         if "cancelled" in outcome or (job.cancel_requested and code in (CANCELLED_EXIT, -9, -15)):
