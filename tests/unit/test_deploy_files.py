@@ -1,5 +1,5 @@
 """The deployment files agree with the code: the Dockerfile installs what the README and the Makefile
-install, and its images use the server's ports."""
+install, images and manifests use the server's ports and drain time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import re
 import shlex
 from pathlib import Path
 
+import yaml
+
+from tuneserve.server.app import READY_SERVICES
 from tuneserve.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
 TARGETS = {"serve-cpu": {"serve"}, "serve-gpu": {"gpu"}, "train": {"serve", "train"}}
 
@@ -110,3 +114,36 @@ def test_images_expose_the_server_defaults_and_check_health() -> None:
     assert len(images) == 3
     for image in images:
         assert re.search(r":\d[\w.-]*$|@sha256:[0-9a-f]{64}$", image), f"pin {image} by exact tag or digest"
+
+
+def kube(path: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((KUBE / path).read_text()) if d]
+
+
+def test_deployment_probes_ports_and_drain_match_the_server() -> None:
+    (deployment,) = kube("base/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": DEFAULTS["port"], "metrics": DEFAULTS["metrics_port"]}
+    assert int(env["TUNESERVE_PORT"]) == DEFAULTS["port"]
+    assert int(env["TUNESERVE_METRICS_PORT"]) == DEFAULTS["metrics_port"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == DEFAULTS["port"]
+        assert container[probe]["grpc"]["service"] in READY_SERVICES
+    # SIGKILL must not cut the drain short: preStop sleep + drain grace fit in the termination grace.
+    grace = float(env["TUNESERVE_GRACE_PERIOD_S"])
+    assert grace == DEFAULTS["grace_period_s"]
+    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > sleep + grace
+    # Liveness must not fail a draining pod (health is NOT_SERVING then) before it is stopped anyway.
+    live = container["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= pod["terminationGracePeriodSeconds"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["models"] == env["TUNESERVE_MODEL_ROOT"] == "/models"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (pvc,) = kube("base/pvc.yaml")
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (monitor,) = kube("base/servicemonitor.yaml")
+    assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("metrics", "/metrics")]
