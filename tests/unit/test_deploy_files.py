@@ -1,19 +1,25 @@
 """The deployment files agree with the code: the Dockerfile installs what the README and the Makefile
-install, images and manifests use the server's ports and drain time."""
+install, images and manifests use the server's ports and drain time, and the dashboard and alerts query
+only metrics the server exports."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from tuneserve.server.app import READY_SERVICES
+from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBE = ROOT / "deploy" / "kubernetes"
+MONITORING = ROOT / "deploy" / "monitoring"
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
 TARGETS = {"serve-cpu": {"serve"}, "serve-gpu": {"gpu"}, "train": {"serve", "train"}}
 
@@ -147,3 +153,40 @@ def test_deployment_probes_ports_and_drain_match_the_server() -> None:
     assert volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     (monitor,) = kube("base/servicemonitor.yaml")
     assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("metrics", "/metrics")]
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the server can expose, as PromQL sees it (suffixes included)."""
+    suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"]}
+    names = set()
+    for family in Metrics(CollectorRegistry()).registry.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, []))
+    return names
+
+
+def queries() -> dict[str, str]:
+    """PromQL of the dashboard's panels and variables and of the alerting rules, by where it comes from."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    found = {
+        f"panel {p['title']!r} {t['refId']}": t["expr"] for p in dashboard["panels"] for t in p["targets"]
+    }
+    found |= {
+        f"variable {v['name']}": v["definition"] for v in dashboard["templating"]["list"] if "definition" in v
+    }
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    found |= {f"rule {r['alert']}": r["expr"] for g in rules["groups"] for r in g["rules"]}
+    return found
+
+
+def test_metric_names_exist() -> None:
+    names = exported_metric_names()
+    assert {"tuneserve_requests_total", "tuneserve_request_duration_seconds_bucket"} <= names
+    assert "tuneserve_requests" in names and "tuneserve_training_jobs_finished_total" in names
+
+
+@pytest.mark.parametrize(("where", "expr"), sorted(queries().items()))
+def test_dashboard_and_alerts_query_only_exported_metrics(where: str, expr: str) -> None:
+    used = set(re.findall(r"\btuneserve_[a-z0-9_]+", expr))
+    assert used, f"{where} queries no tuneserve metric: {expr}"
+    assert used <= exported_metric_names(), f"{where}: not exported: {sorted(used - exported_metric_names())}"
