@@ -6,7 +6,7 @@ EXTRAS ?= --extra serve --extra train
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test lint proto proto-check bench-quality bench-serve bench-retrain
+.PHONY: install run demo test lint proto proto-check deploy-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -34,6 +34,25 @@ proto-check: proto
 	test -z "$$(git status --porcelain -- proto/gen)"
 	cd proto && npx --yes @bufbuild/buf@1.75.0 lint
 	cd proto && npx --yes @bufbuild/buf@1.75.0 format -d --exit-code
+
+# Deployment assets: lint the Dockerfile, render each Kubernetes overlay and validate every object offline
+# (deploy/kubernetes/validate.py), check and unit-test the alerting rules. hadolint and kubernetes-validate
+# come with the dev group; kustomize is built into .bin/ with Go; promtool is Debian's prometheus package.
+KUSTOMIZE_VERSION := v5.8.1
+KUSTOMIZE := .bin/kustomize-$(KUSTOMIZE_VERSION)
+
+$(KUSTOMIZE):
+	@command -v go >/dev/null 2>&1 || { echo "kustomize is built with Go: install Go >= 1.24"; exit 1; }
+	GOBIN=$(CURDIR)/.bin/$(KUSTOMIZE_VERSION) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+	mv .bin/$(KUSTOMIZE_VERSION)/kustomize $@ && rmdir .bin/$(KUSTOMIZE_VERSION)
+
+deploy-check: install $(KUSTOMIZE)
+	.venv/bin/hadolint Dockerfile
+	set -o pipefail; for overlay in deploy/kubernetes/overlays/*/; do \
+	  echo "$$overlay"; $(KUSTOMIZE) build "$$overlay" | .venv/bin/python deploy/kubernetes/validate.py || exit 1; \
+	done
+	promtool check rules deploy/monitoring/alerts.yaml
+	promtool test rules deploy/monitoring/alerts-test.yaml
 
 bench-quality: install
 	.venv/bin/python benchmarks/quality.py

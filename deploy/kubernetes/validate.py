@@ -1,0 +1,79 @@
+"""Validate rendered manifests offline: `kustomize build OVERLAY | python deploy/kubernetes/validate.py`.
+
+Every object is checked (strictly: unknown fields fail) against the Kubernetes schemas that
+kubernetes-validate ships, for each version given with -k. The ServiceMonitor is a CRD those schemas lack;
+it is checked here instead: its required shape, and that it selects a Service with its named port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import kubernetes_validate
+import yaml
+
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# The endpoint fields used here or likely in an overlay; anything else is probably a typo.
+ENDPOINT_FIELDS = {
+    "port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "params", "relabelings",
+    "metricRelabelings", "tlsConfig", "authorization", "bearerTokenSecret",
+}  # fmt: skip
+
+
+def check_service_monitor(sm: dict, services: list[dict]) -> list[str]:
+    name = sm.get("metadata", {}).get("name")
+    spec = sm.get("spec") or {}
+    errors = []
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    endpoints = spec.get("endpoints") or []
+    if not selector:
+        errors.append(f"ServiceMonitor {name}: spec.selector.matchLabels is empty")
+    if not endpoints:
+        errors.append(f"ServiceMonitor {name}: spec.endpoints is empty")
+    selected = [
+        s for s in services if selector and selector.items() <= (s["metadata"].get("labels") or {}).items()
+    ]
+    if len(selected) != 1:
+        errors.append(f"ServiceMonitor {name}: selects {len(selected)} Services, want exactly 1")
+    for ep in endpoints:
+        if not ep.get("port") or not str(ep.get("path", "")).startswith("/"):
+            errors.append(f"ServiceMonitor {name}: endpoint {ep} needs a port name and a path")
+        if unknown := sorted(set(ep) - ENDPOINT_FIELDS):
+            errors.append(f"ServiceMonitor {name}: unknown endpoint fields {unknown}")
+        for s in selected:
+            ports = {p.get("name") for p in s["spec"].get("ports", [])}
+            if ep.get("port") not in ports:
+                service = s["metadata"]["name"]
+                errors.append(f"ServiceMonitor {name}: Service {service} has no port {ep.get('port')}")
+    return errors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-k", "--kubernetes-version", action="append", default=None)
+    parser.add_argument("files", nargs="*", type=argparse.FileType("r"), default=[sys.stdin])
+    args = parser.parse_args()
+    versions = args.kubernetes_version or ["1.31.0", kubernetes_validate.latest_version()]
+    docs = [d for f in args.files for d in yaml.safe_load_all(f) if d]
+    services = [d for d in docs if d.get("kind") == "Service"]
+    errors: list[str] = []
+    for doc in docs:
+        label = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+        if (doc.get("apiVersion"), doc.get("kind")) in CRD_KINDS:
+            errors += check_service_monitor(doc, services)
+            continue
+        for version in versions:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
+                where = "/".join(str(p) for p in getattr(exc, "absolute_path", []))
+                errors.append(f"{label} (Kubernetes {version}) at /{where}: {getattr(exc, 'message', exc)}")
+    for e in errors:
+        print(e, file=sys.stderr)
+    print(f"{len(docs)} objects, Kubernetes {', '.join(versions)}: {'FAILED' if errors else 'valid'}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The deployment files agree with the code: the Dockerfile installs what the README and the Makefile
+install, images and manifests use the server's ports and drain time, and the dashboard and alerts query
+only metrics the server exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from tuneserve.server.app import READY_SERVICES
+from tuneserve.server.metrics import Metrics
+from tuneserve.server.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBE = ROOT / "deploy" / "kubernetes"
+MONITORING = ROOT / "deploy" / "monitoring"
+DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
+TARGETS = {"serve-cpu": {"serve"}, "serve-gpu": {"gpu"}, "train": {"serve", "train"}}
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """Instructions (continuation lines joined) by stage name."""
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if m := re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE):
+            current = stages.setdefault(m.group(2) or m.group(1), [])
+            current.append(line)
+        else:
+            current.append(line)
+    return stages
+
+
+def stage_chain(stages: dict[str, list[str]], name: str) -> list[str]:
+    """A stage's instructions with those of the stages it is built FROM, parents first."""
+    lines = stages[name]
+    parent = lines[0].split()[1]
+    return (stage_chain(stages, parent) if parent in stages else []) + lines
+
+
+def uv_syncs(lines: list[str]) -> list[list[str]]:
+    """The argument lists of every `uv sync` in RUN instructions (or shell lines)."""
+    found = []
+    for line in lines:
+        for command in re.split(r"&&|;|\n", line):
+            words = shlex.split(command.strip().removeprefix("RUN"), comments=True)
+            while words and words[0].startswith("--"):  # RUN --mount=...
+                words.pop(0)
+            if words[:2] in (["uv", "sync"], ["$(UV)", "sync"]):
+                found.append(words)
+    return found
+
+
+def extras(words: list[str]) -> frozenset[str]:
+    return frozenset(words[i + 1] for i, w in enumerate(words) if w == "--extra")
+
+
+def copied_from(lines: list[str]) -> set[str]:
+    return {m.group(1) for line in lines if (m := re.match(r"COPY\s+--from=(\S+)", line))}
+
+
+def test_each_image_installs_its_extras_locked_non_editable_and_without_dev_tools() -> None:
+    stages = dockerfile_stages()
+    for target, wanted in TARGETS.items():
+        builds = [s for s in copied_from(stages[target]) if s != "uv"]
+        assert len(builds) == 1, f"{target} should copy its venv from one build stage, not {builds}"
+        chain = stage_chain(stages, builds[0])
+        syncs = uv_syncs(chain)
+        assert syncs, f"{builds[0]} runs no uv sync"
+        for words in syncs:
+            assert extras(words) == wanted, f"{target}: {shlex.join(words)}"
+            assert "--locked" in words and "--no-dev" in words, shlex.join(words)
+        env = " ".join(line for line in chain if line.startswith("ENV"))
+        assert "UV_NO_EDITABLE=1" in env, f"{builds[0]} must install non-editable, as `make install` does"
+
+
+def test_image_extras_are_the_documented_and_tested_installs() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    make_extras = extras(shlex.split(re.search(r"^EXTRAS \?= (.+)$", makefile, re.M).group(1)))
+    install = re.search(r"^install:.*?\n((?:\t.*\n)+)", makefile, re.M).group(1)
+    assert [w[2:] for w in uv_syncs(install.splitlines()) if "$(EXTRAS)" in w] == [["--locked", "$(EXTRAS)"]]
+    # CI tests the train image's install; the README documents every image's.
+    assert TARGETS["train"] == make_extras
+    readme = [
+        extras(w) for w in uv_syncs(re.findall(r"^uv sync .*$", (ROOT / "README.md").read_text(), re.M))
+    ]
+    for target, wanted in TARGETS.items():
+        assert wanted in readme, f"README documents no `uv sync` with the {target} image's extras"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    serve = re.search(r"^serve = \[(.*?)\]", pyproject, re.M | re.S).group(1)
+    assert "torch" not in serve, "the serve-cpu image must not get torch"
+
+
+def test_images_expose_the_server_defaults_and_check_health() -> None:
+    stages = dockerfile_stages()
+    for target in TARGETS:
+        chain = stage_chain(stages, target)
+        expose = {int(p) for line in chain if line.startswith("EXPOSE") for p in line.split()[1:]}
+        assert expose == {DEFAULTS["port"], DEFAULTS["metrics_port"]}
+        env = dict(
+            word.split("=", 1) for line in chain if line.startswith("ENV") for word in shlex.split(line)[1:]
+        )
+        assert int(env["TUNESERVE_PORT"]) == DEFAULTS["port"]
+        assert int(env["TUNESERVE_METRICS_PORT"]) == DEFAULTS["metrics_port"]
+        assert env["TUNESERVE_MODEL_ROOT"] == "/models"
+        assert any(line.startswith("USER 10001") for line in chain), f"{target} must not run as root"
+        healthcheck = [line for line in chain if line.startswith("HEALTHCHECK")]
+        assert healthcheck and "grpc_health" in healthcheck[-1]
+    images = re.findall(r"^ARG \w+_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert len(images) == 3
+    for image in images:
+        assert re.search(r":\d[\w.-]*$|@sha256:[0-9a-f]{64}$", image), f"pin {image} by exact tag or digest"
+
+
+def kube(path: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((KUBE / path).read_text()) if d]
+
+
+def test_deployment_probes_ports_and_drain_match_the_server() -> None:
+    (deployment,) = kube("base/deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"grpc": DEFAULTS["port"], "metrics": DEFAULTS["metrics_port"]}
+    assert int(env["TUNESERVE_PORT"]) == DEFAULTS["port"]
+    assert int(env["TUNESERVE_METRICS_PORT"]) == DEFAULTS["metrics_port"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == DEFAULTS["port"]
+        assert container[probe]["grpc"]["service"] in READY_SERVICES
+    # SIGKILL must not cut the drain short: preStop sleep + drain grace fit in the termination grace.
+    grace = float(env["TUNESERVE_GRACE_PERIOD_S"])
+    assert grace == DEFAULTS["grace_period_s"]
+    sleep = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pod["terminationGracePeriodSeconds"] > sleep + grace
+    # Liveness must not fail a draining pod (health is NOT_SERVING then) before it is stopped anyway.
+    live = container["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= pod["terminationGracePeriodSeconds"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["models"] == env["TUNESERVE_MODEL_ROOT"] == "/models"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (pvc,) = kube("base/pvc.yaml")
+    assert volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    (monitor,) = kube("base/servicemonitor.yaml")
+    assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("metrics", "/metrics")]
+
+
+def exported_metric_names() -> set[str]:
+    """Every series name the server can expose, as PromQL sees it (suffixes included)."""
+    suffixes = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_count", "_sum", "_created"]}
+    names = set()
+    for family in Metrics(CollectorRegistry()).registry.collect():
+        names.add(family.name)
+        names.update(family.name + s for s in suffixes.get(family.type, []))
+    return names
+
+
+def queries() -> dict[str, str]:
+    """PromQL of the dashboard's panels and variables and of the alerting rules, by where it comes from."""
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
+    found = {
+        f"panel {p['title']!r} {t['refId']}": t["expr"] for p in dashboard["panels"] for t in p["targets"]
+    }
+    found |= {
+        f"variable {v['name']}": v["definition"] for v in dashboard["templating"]["list"] if "definition" in v
+    }
+    rules = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    found |= {f"rule {r['alert']}": r["expr"] for g in rules["groups"] for r in g["rules"]}
+    return found
+
+
+def test_metric_names_exist() -> None:
+    names = exported_metric_names()
+    assert {"tuneserve_requests_total", "tuneserve_request_duration_seconds_bucket"} <= names
+    assert "tuneserve_requests" in names and "tuneserve_training_jobs_finished_total" in names
+
+
+@pytest.mark.parametrize(("where", "expr"), sorted(queries().items()))
+def test_dashboard_and_alerts_query_only_exported_metrics(where: str, expr: str) -> None:
+    used = set(re.findall(r"\btuneserve_[a-z0-9_]+", expr))
+    assert used, f"{where} queries no tuneserve metric: {expr}"
+    assert used <= exported_metric_names(), f"{where}: not exported: {sorted(used - exported_metric_names())}"
