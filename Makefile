@@ -24,6 +24,11 @@ lint: install
 
 test: lint
 	.venv/bin/pytest -q $(PYTEST_ARGS)
+	$(MAKE) test-go
+
+# The Go client, against a live server with tiny models (clients/testserver.py, from .venv).
+test-go: install
+	cd clients/go && go vet ./... && go test ./...
 
 proto: install
 	PYTHON=.venv/bin/python proto/generate.sh
