@@ -24,6 +24,7 @@ type testServer struct {
 	TinyBase   string `json:"tiny_base"`
 	Fixtures   string `json:"fixtures"`
 	AdminToken string `json:"admin_token"`
+	logs       *syncBuffer
 }
 
 var skipReason string
@@ -59,25 +60,46 @@ func run(m *testing.M) int {
 	}
 	token := make([]byte, 16)
 	_, _ = rand.Read(token)
+	harness = func(args ...string) (*testServer, func(), error) {
+		args = append([]string{filepath.Join(repo, "clients", "testserver.py"), "--cache", cache}, args...)
+		return startServer(python, args...)
+	}
+	srv, stop, err := harness("--admin-token", hex.EncodeToString(token))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "clients/testserver.py did not start: %v\n", err)
+		return 1
+	}
+	live = srv
+	code := m.Run()
+	stop()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "server logs (tail):\n%s\n", srv.logs.tail(6000))
+	}
+	return code
+}
 
-	cmd := exec.Command(python, filepath.Join(repo, "clients", "testserver.py"),
-		"--cache", cache, "--admin-token", hex.EncodeToString(token))
+// harness starts another clients/testserver.py with these arguments (nil: Python is missing).
+var harness func(args ...string) (*testServer, func(), error)
+
+// startServer runs python with args (clients/testserver.py ...) and reads the JSON line it prints once
+// serving; stop closes its stdin, which stops the server.
+func startServer(python string, args ...string) (*testServer, func(), error) {
+	cmd := exec.Command(python, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		panic(err)
+		return nil, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		panic(err)
+		return nil, nil, err
 	}
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "starting clients/testserver.py: %v\n", err)
-		return 1
+		return nil, nil, err
 	}
 	stop := func() {
-		stdin.Close() // the harness stops the server when its stdin closes
+		stdin.Close()
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
@@ -87,13 +109,12 @@ func run(m *testing.M) int {
 			<-done
 		}
 	}
-
+	srv := &testServer{logs: logs}
 	ready := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(stdout).ReadBytes('\n')
 		if err == nil {
-			live = &testServer{}
-			err = json.Unmarshal(line, live)
+			err = json.Unmarshal(line, srv)
 		}
 		ready <- err
 		_, _ = io.Copy(io.Discard, stdout)
@@ -105,15 +126,9 @@ func run(m *testing.M) int {
 	}
 	if err != nil {
 		stop()
-		fmt.Fprintf(os.Stderr, "clients/testserver.py did not start: %v\n%s\n", err, logs.tail(6000))
-		return 1
+		return nil, nil, fmt.Errorf("%w\n%s", err, logs.tail(6000))
 	}
-	code := m.Run()
-	stop()
-	if code != 0 {
-		fmt.Fprintf(os.Stderr, "server logs (tail):\n%s\n", logs.tail(6000))
-	}
-	return code
+	return srv, stop, nil
 }
 
 // needServer skips t when the live server could not be started for want of Python.
