@@ -31,7 +31,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
 
 
 def cli(*args: str | Path) -> None:
@@ -42,10 +43,14 @@ def cli(*args: str | Path) -> None:
 
 
 def recipe() -> str:
-    """What the cache depends on: this file, the fixtures and the installed tuneserve version."""
+    """What the cache depends on: this file, the fixtures, the code that trains and exports (in the
+    repository) and the installed tuneserve version."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    for path in sorted(FIXTURES.iterdir()):
-        digest.update(path.name.encode() + path.read_bytes())
+    files = sorted(FIXTURES.iterdir())
+    for folder in ("core", "trainer", "exporter"):
+        files += sorted((REPO / folder).rglob("*.py"))
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode() + path.read_bytes())
     return f"{importlib.metadata.version('tuneserve')}-{digest.hexdigest()[:16]}"
 
 
