@@ -19,6 +19,7 @@ Usage: python clients/testserver.py [--cache DIR] [--admin-token TOKEN] [-- SERV
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -55,7 +56,13 @@ def recipe() -> str:
 
 
 def build(cache: Path) -> None:
-    """The tiny base under cache/tiny-bert and a model store under cache/models."""
+    """The tiny base under cache/tiny-bert and a model store under cache/models; one builder at a time."""
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build(cache)
+
+
+def _build(cache: Path) -> None:
     marker = cache / "ready.json"
     if marker.exists() and json.loads(marker.read_text()).get("recipe") == recipe():
         return
