@@ -6,7 +6,7 @@ EXTRAS ?= --extra serve --extra train
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test lint proto proto-check deploy-check bench-quality bench-serve bench-retrain
+.PHONY: install run demo test test-go lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -24,14 +24,23 @@ lint: install
 
 test: lint
 	.venv/bin/pytest -q $(PYTEST_ARGS)
+	$(MAKE) test-go
+
+# The Go client, against a live server with tiny models (clients/testserver.py, from .venv). -count=1: go's
+# test cache cannot see changes to the Python server, so a cached pass could hide a regression.
+test-go: install
+	cd clients/go && go vet ./... && go test -count=1 ./...
 
 proto: install
 	PYTHON=.venv/bin/python proto/generate.sh
 
+proto-go:
+	clients/go/generate.sh
+
 # Generated code must match the .proto files, and the contract must pass buf's lint.
-proto-check: proto
-	git diff --exit-code -- proto/gen
-	test -z "$$(git status --porcelain -- proto/gen)"
+proto-check: proto proto-go
+	git diff --exit-code -- proto/gen clients/go/tuneservev1
+	test -z "$$(git status --porcelain -- proto/gen clients/go/tuneservev1)"
 	cd proto && npx --yes @bufbuild/buf@1.75.0 lint
 	cd proto && npx --yes @bufbuild/buf@1.75.0 format -d --exit-code
 
