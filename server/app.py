@@ -73,6 +73,7 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._metrics_server: MetricsServer | None = None
+        self._follower: asyncio.Task[None] | None = None
         # Token and certificate files are read now: a bad one stops start-up before anything listens.
         self.auth = Authenticator.from_settings(settings.auth)
         self._credentials = tls.server_credentials(settings.tls)
@@ -137,6 +138,8 @@ class App:
             await self.health.set(TRAINING, SERVING)
         for service in READY_SERVICES:
             await self.health.set(service, SERVING)
+        if self.settings.store_poll_interval_s > 0:
+            self._follower = asyncio.create_task(self._follow_store(self.settings.store_poll_interval_s))
         log.info(
             "serving",
             port=self.port,
@@ -145,12 +148,25 @@ class App:
             startup_s=round(time.perf_counter() - self._started, 3),
         )
 
+    async def _follow_store(self, interval: float) -> None:
+        """Every ``interval`` seconds, switch to serving versions set in the store by another process."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.models.follow_store()
+            except Exception:  # a store hiccup (NFS, permissions) must not stop the polling
+                log.exception("following the model store failed")
+
     async def drain(self) -> None:
         """Refuse new calls, let those in flight finish within the grace period, then stop."""
         grace = self.settings.grace_period_s
         log.info("draining", in_flight=self.traffic.in_flight, grace_period_s=grace)
         self.traffic.draining = True
         await self.health.enter_graceful_shutdown()
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         if self.training is not None:
             await self.training.stop_jobs()
         finished = await self.traffic.wait_idle(grace)

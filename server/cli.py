@@ -40,6 +40,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--intra-op-threads", "intra_op_threads", click.IntRange(min=0)),
     ("--idle-session/--no-idle-session", "idle_session", bool),
     ("--grace-period", "grace_period_s", _FLOAT_MIN0),
+    ("--store-poll-interval", "store_poll_interval_s", _FLOAT_MIN0),
     ("--max-stream-in-flight", "max_stream_in_flight", click.IntRange(min=1)),
     ("--max-batch-size", "batch.max_batch_size", click.IntRange(min=1)),
     ("--max-batch-tokens", "batch.max_batch_tokens", click.IntRange(min=1)),

@@ -101,6 +101,13 @@ class Metrics:
             ["model", "version", "quantization", "provider"],
             registry=registry,
         )
+        self.store_reloads = Counter(
+            "tuneserve_store_reloads",
+            "Serving versions changed in the model store by another process (a trainer or another "
+            "replica) and loaded here, by result (loaded, failed).",
+            ["model", "result"],
+            registry=registry,
+        )
         self.training_jobs = Gauge(
             "tuneserve_training_jobs", "Training jobs queued or running.", ["state"], registry=registry
         )

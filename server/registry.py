@@ -4,7 +4,9 @@ At start-up the serving version of every model in the store is verified, loaded,
 its batcher (``load_all``); a model that fails to load is logged and reported UNAVAILABLE, the others
 serve. Other kept versions load on first use. ``promote()`` loads and warms a new version before it
 replaces the serving one atomically; calls already holding the old version (``LoadedVersion.lease``)
-finish on it, then it is unloaded.
+finish on it, then it is unloaded. ``follow_store()`` applies serving records that another process
+changed in a shared store (a trainer or another replica on the same volume): new models load, changed
+serving versions switch the same way, a version that fails to load leaves the old one serving.
 Blocking work (checksums, ONNX Runtime session creation, warmup) runs in threads, off the event loop.
 """
 
@@ -93,6 +95,7 @@ class ModelRegistry:
         self._serving: dict[str, LoadedVersion] = {}
         self._loaded: dict[tuple[str, int], LoadedVersion] = {}
         self._failed: dict[str, str] = {}
+        self._tried: dict[str, int] = {}  # per model: the serving version last loaded or tried
         self._locks: dict[tuple[str, int], asyncio.Lock] = {}
 
     def names(self) -> list[str]:
@@ -123,6 +126,39 @@ class ModelRegistry:
                 continue
             self._serving[name] = loaded
         self.ready = True
+
+    async def follow_store(self) -> list[tuple[str, int]]:
+        """Serve what the store's serving records say now, where another process changed them; return the
+        (model, version) pairs switched. A version that fails to load is logged, counted and not retried
+        until the record changes again; the version serving before goes on serving."""
+        switched: list[tuple[str, int]] = []
+        for name in await asyncio.to_thread(self.store.models):
+            try:
+                version = await asyncio.to_thread(self.store.serving_version, name)
+            except (StoreError, OSError, ValueError, KeyError) as exc:
+                log.debug("serving record unreadable", model=name, error=str(exc))
+                continue
+            live = self._serving.get(name)
+            if version is None or (live is not None and live.version == version):
+                continue
+            if self._tried.get(name) == version:
+                continue  # failed before: wait for the record to change
+            try:
+                if await self._switch(name, version, record=False):
+                    switched.append((name, version))
+                self.metrics.store_reloads.labels(name, "loaded").inc()
+            except Exception as exc:
+                self.metrics.store_reloads.labels(name, "failed").inc()
+                if live is None:
+                    self._failed[name] = str(exc)
+                log.error(
+                    "serving version from the store failed to load",
+                    model=name,
+                    version=version,
+                    still_serving=live.version if live else None,
+                    error=str(exc),
+                )
+        return switched
 
     async def get(self, name: str, version: int = 0) -> LoadedVersion:
         """The loaded version for a request: the serving one for ``version`` 0, else that version (loaded now
@@ -158,18 +194,31 @@ class ModelRegistry:
         """Make ``version`` serve ``name``: load and warm it first, record it in the store (serving.json),
         switch atomically, then retire the old one once the calls holding it have finished. Promotions of
         one model are serialized."""
+        await self._switch(name, version, record=True)
+        return self._serving[name]
+
+    async def _switch(self, name: str, version: int, record: bool) -> bool:
+        """Load ``version``, record it in the store if ``record``, make it serve; False if it already did."""
         async with self._model_lock(name):
-            new = await self._load(name, version)
-            await asyncio.to_thread(self.store.set_serving_version, name, version)
             old = self._serving.get(name)
+            self._tried[name] = version
+            if old is not None and old.version == version and not record:
+                return False
+            new = await self._load(name, version)
+            if record:
+                await asyncio.to_thread(self.store.set_serving_version, name, version)
             self._serving[name] = new
             self._failed.pop(name, None)
             log.info(
-                "serving version set", model=name, version=version, previous=old.version if old else None
+                "serving version set",
+                model=name,
+                version=version,
+                previous=old.version if old else None,
+                source="rpc" if record else "store",
             )
         if old is not None and old is not new:
             asyncio.get_running_loop().create_task(self._retire(old))
-        return new
+        return old is not new
 
     async def forget(self, name: str, version: int) -> None:
         """Unload ``version`` if loaded (before it is deleted); it must not be the serving version."""
@@ -193,6 +242,8 @@ class ModelRegistry:
     async def _load(self, name: str, version: int | None) -> LoadedVersion:
         if version is None:
             version = await asyncio.to_thread(self.store.serving_version, name)
+            if version is not None:
+                self._tried[name] = version
             if version is None:
                 raise StoreError(
                     f"model {name!r} has no serving version (no serving.json under {self.store.root})"

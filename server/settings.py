@@ -225,6 +225,12 @@ class Settings(BaseSettings):
     grace_period_s: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
     )
+    store_poll_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="How often to look for serving versions that another process (a trainer, another "
+        "replica on the same volume) set in the model store, and switch to them (0: never).",
+    )
     max_stream_in_flight: int = Field(32, ge=1, description="Requests of one stream processed concurrently.")
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
