@@ -195,6 +195,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--speed-items", type=int, default=512)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    parser.add_argument(
+        "--keep", default=None, help="keep checkpoints and exported models in this folder (default: discard)"
+    )
     args = parser.parse_args()
     report = {
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
@@ -202,8 +205,10 @@ def main() -> None:
     }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="tuneserve-bench-") as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.tasks.split(","):
-            report[name] = run_task(name, args, Path(tmp))
+            report[name] = run_task(name, args, work)
             print(json.dumps({name: report[name]["summary"]}), flush=True)
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.output)

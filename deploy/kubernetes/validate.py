@@ -1,8 +1,10 @@
 """Validate rendered manifests offline: `kustomize build OVERLAY | python deploy/kubernetes/validate.py`.
 
 Every object is checked (strictly: unknown fields fail) against the Kubernetes schemas that
-kubernetes-validate ships, for each version given with -k. The ServiceMonitor is a CRD those schemas lack;
-it is checked here instead: its required shape, and that it selects a Service with its named port.
+kubernetes-validate ships, for each version given with -k. ServiceMonitor and PrometheusRule are CRDs those
+schemas lack; they are checked here instead: the ServiceMonitor's shape and that each Service it selects
+has its named port, and each rule's required fields (promtool checks the rules' PromQL in
+deploy/monitoring/alerts.yaml, which a unit test keeps equal to the PrometheusRule).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import sys
 import kubernetes_validate
 import yaml
 
-CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
+RULE_FIELDS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
 # The endpoint fields used here or likely in an overlay; anything else is probably a typo.
 ENDPOINT_FIELDS = {
     "port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "params", "relabelings",
@@ -34,8 +37,10 @@ def check_service_monitor(sm: dict, services: list[dict]) -> list[str]:
     selected = [
         s for s in services if selector and selector.items() <= (s["metadata"].get("labels") or {}).items()
     ]
-    if len(selected) != 1:
-        errors.append(f"ServiceMonitor {name}: selects {len(selected)} Services, want exactly 1")
+    if not selected:
+        errors.append(f"ServiceMonitor {name}: selects no Service")
+    if any(s["spec"].get("clusterIP") == "None" for s in selected):
+        errors.append(f"ServiceMonitor {name}: selects a headless Service (its pods would be scraped twice)")
     for ep in endpoints:
         if not ep.get("port") or not str(ep.get("path", "")).startswith("/"):
             errors.append(f"ServiceMonitor {name}: endpoint {ep} needs a port name and a path")
@@ -46,6 +51,22 @@ def check_service_monitor(sm: dict, services: list[dict]) -> list[str]:
             if ep.get("port") not in ports:
                 service = s["metadata"]["name"]
                 errors.append(f"ServiceMonitor {name}: Service {service} has no port {ep.get('port')}")
+    return errors
+
+
+def check_prometheus_rule(rule: dict) -> list[str]:
+    name = rule.get("metadata", {}).get("name")
+    groups = (rule.get("spec") or {}).get("groups") or []
+    errors = [] if groups else [f"PrometheusRule {name}: spec.groups is empty"]
+    for group in groups:
+        if not group.get("name") or not group.get("rules"):
+            errors.append(f"PrometheusRule {name}: group {group.get('name')!r} needs a name and rules")
+        for r in group.get("rules") or []:
+            label = r.get("alert") or r.get("record")
+            if not label or not r.get("expr") or ("alert" in r) == ("record" in r):
+                errors.append(f"PrometheusRule {name}: rule {label!r} needs an expr and one of alert/record")
+            if unknown := sorted(set(r) - RULE_FIELDS):
+                errors.append(f"PrometheusRule {name}: rule {label!r} has unknown fields {unknown}")
     return errors
 
 
@@ -61,7 +82,10 @@ def main() -> int:
     for doc in docs:
         label = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         if (doc.get("apiVersion"), doc.get("kind")) in CRD_KINDS:
-            errors += check_service_monitor(doc, services)
+            if doc["kind"] == "ServiceMonitor":
+                errors += check_service_monitor(doc, services)
+            else:
+                errors += check_prometheus_rule(doc)
             continue
         for version in versions:
             try:

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from tuneserve.server.app import READY_SERVICES
+from tuneserve.server.app import READY_SERVICES, TRAINING
 from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import Settings
 
@@ -153,6 +153,44 @@ def test_deployment_probes_ports_and_drain_match_the_server() -> None:
     assert volumes["models"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
     (monitor,) = kube("base/servicemonitor.yaml")
     assert [(e["port"], e["path"]) for e in monitor["spec"]["endpoints"]] == [("metrics", "/metrics")]
+    # Serving replicas follow versions the trainer promotes.
+    assert env["TUNESERVE_TRAINING__ENABLED"] == "false"
+    assert float(env["TUNESERVE_STORE_POLL_INTERVAL_S"]) > 0
+
+
+def test_one_trainer_owns_the_job_store_on_the_serving_model_store() -> None:
+    deployment, service = kube("base/trainer.yaml")
+    (serving,) = kube("base/deployment.yaml")
+    # Never two trainers on one job store, not even during a rollout.
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TUNESERVE_TRAINING__ENABLED"] == "true"
+    assert env["TUNESERVE_MODEL_ROOT"] == "/models"
+    assert container["readinessProbe"]["grpc"]["service"] == TRAINING
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["service"] in READY_SERVICES
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    serving_volumes = {v["name"]: v for v in serving["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["models"] == serving_volumes["models"]
+    # Its own Service: the serving Services and the PodDisruptionBudget select serving pods only.
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == labels
+    for doc in [*kube("base/services.yaml"), *kube("base/pdb.yaml")]:
+        selector = doc["spec"]["selector"]
+        assert not (selector.get("matchLabels", selector).items() <= labels.items()), doc["metadata"]
+    (monitor,) = kube("base/servicemonitor.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_prometheus_rule_carries_the_tested_alerts() -> None:
+    (rule,) = kube("base/prometheusrule.yaml")
+    alerts = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"], (
+        "copy the groups of deploy/monitoring/alerts.yaml into deploy/kubernetes/base/prometheusrule.yaml"
+    )
 
 
 def exported_metric_names() -> set[str]:
