@@ -18,6 +18,7 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.extension.BeforeAllCallback;
 import org.junit.jupiter.api.extension.ExtensionContext;
 import org.junit.jupiter.api.extension.ParameterContext;
@@ -37,12 +38,17 @@ public final class LiveServer implements BeforeAllCallback, ParameterResolver {
   /** What testserver.py printed once serving. */
   public record Info(String target, int port, String tinyBase, Path fixtures, String adminToken) {}
 
+  private static final AtomicBoolean SKIP_SAID = new AtomicBoolean();
+
   private static final Path REPO = Path.of(System.getProperty("basedir", System.getProperty("user.dir")))
       .resolve("../..").normalize();
 
   @Override
   public void beforeAll(ExtensionContext context) throws Exception {
     Python python = Python.find();
+    if (python.path == null && SKIP_SAID.compareAndSet(false, true)) {
+      System.err.println(python.skipReason); // once, where a quiet Maven run still shows it
+    }
     assumeTrue(python.path != null, python.skipReason);
     context.getRoot().getStore(ExtensionContext.Namespace.GLOBAL)
         .getOrComputeIfAbsent(Running.class, k -> start(python.path, "--admin-token", randomToken()), Running.class);
