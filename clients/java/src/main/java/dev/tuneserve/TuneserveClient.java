@@ -270,7 +270,7 @@ public final class TuneserveClient implements AutoCloseable {
    * onCompleted} once the job has ended, or {@code onError} with the failure. Closing the returned handle
    * stops watching (the observer then gets {@code onError} with CANCELLED).
    */
-  public AutoCloseable watchTrainingJob(String jobId, StreamObserver<TrainingEvent> observer) {
+  public Watch watchTrainingJob(String jobId, StreamObserver<TrainingEvent> observer) {
     CompletableFuture<ClientCallStreamObserver<WatchTrainingJobRequest>> call = new CompletableFuture<>();
     trainingAsync.watchTrainingJob(
         WatchTrainingJobRequest.newBuilder().setJobId(jobId).build(),
@@ -296,6 +296,12 @@ public final class TuneserveClient implements AutoCloseable {
           }
         });
     return () -> call.thenAccept(c -> c.cancel("watch closed by the client", null));
+  }
+
+  /** A running {@link #watchTrainingJob(String, StreamObserver)}; closing it stops watching. */
+  public interface Watch extends AutoCloseable {
+    @Override
+    void close();
   }
 
   /** Whether a job in this state has ended. */
@@ -472,7 +478,7 @@ public final class TuneserveClient implements AutoCloseable {
       ManagedChannelBuilder<?> builder = Grpc.newChannelBuilder(target, credentials())
           .defaultServiceConfig(serviceConfig());
       if (retry != null) {
-        builder.enableRetry().maxRetryAttempts(retry.maxAttempts());
+        builder.enableRetry(); // attempts capped at 5, as in every gRPC implementation
       } else {
         builder.disableRetry();
       }

@@ -17,6 +17,7 @@ import dev.tuneserve.v1.TrainRequest;
 import dev.tuneserve.v1.TrainingEvent;
 import dev.tuneserve.v1.TrainingJob;
 import dev.tuneserve.v1.TrainingStage;
+import io.grpc.Status;
 import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -72,6 +73,30 @@ class LiveTrainingTest {
           .build());
       assertFalse(job.getId().isEmpty(), job.toString());
       assertFalse(TuneserveClient.isFinished(job.getState()), job.toString());
+
+      // An asynchronous watch, closed after its first event: the observer hears CANCELLED.
+      CompletableFuture<TrainingEvent> first = new CompletableFuture<>();
+      CompletableFuture<Throwable> stopped = new CompletableFuture<>();
+      TuneserveClient.Watch early = client.watchTrainingJob(job.getId(), new StreamObserver<>() {
+        @Override
+        public void onNext(TrainingEvent event) {
+          first.complete(event);
+        }
+
+        @Override
+        public void onError(Throwable t) {
+          stopped.complete(t);
+        }
+
+        @Override
+        public void onCompleted() {
+          stopped.complete(null);
+        }
+      });
+      assertEquals(job.getId(), first.get(30, TimeUnit.SECONDS).getJobId());
+      early.close();
+      Throwable cancelled = stopped.get(30, TimeUnit.SECONDS);
+      assertEquals(Status.Code.CANCELLED, Status.fromThrowable(cancelled).getCode(), String.valueOf(cancelled));
 
       List<TrainingEvent> events = new ArrayList<>();
       try (Stream<TrainingEvent> watch = client.watchTrainingJob(job.getId())) {
