@@ -6,7 +6,7 @@ EXTRAS ?= --extra serve --extra train
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install run demo test test-go lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
+.PHONY: install run demo test test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -25,11 +25,17 @@ lint: install
 test: lint
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-go
+	$(MAKE) test-java
 
 # The Go client, against a live server with tiny models (clients/testserver.py, from .venv). -count=1: go's
 # test cache cannot see changes to the Python server, so a cached pass could hide a regression.
 test-go: install
 	cd clients/go && go vet ./... && go test -count=1 ./...
+
+# The Java client (Maven, JDK >= 17), against the same live server; its stubs are generated from proto/ at build
+# time. Batch mode and no download progress keep Maven non-interactive and quiet (also in .mvn/maven.config).
+test-java: install
+	cd clients/java && mvn -q -B --no-transfer-progress verify
 
 proto: install
 	PYTHON=.venv/bin/python proto/generate.sh
