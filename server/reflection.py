@@ -4,10 +4,14 @@ grpcio-reflection ships only v1alpha. v1 is the same protocol under another pack
 messages, field for field), so the v1alpha servicer answers both: v1 gets a method handler with the same
 (de)serializers, and a copy of the v1alpha descriptor renamed to v1 is added to the descriptor pool, so
 that v1 is itself listed and describable.
+
+Python's descriptor pool cannot find the file of a method's name (``pkg.Service.Method``), which ghz and
+other tools ask for: such a symbol is looked up through its service.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,10 +47,24 @@ def _register_v1_descriptor() -> None:
     pool.Add(renamed)
 
 
+class _ReflectionServicer(reflection.aio.ReflectionServicer):  # type: ignore[misc]
+    """grpcio-reflection's servicer, which also resolves method names (to their service's file)."""
+
+    def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
+        parent, _, method = fully_qualified_name.rpartition(".")
+        with contextlib.suppress(KeyError):
+            self._pool.FindFileContainingSymbol(fully_qualified_name)
+            return super()._file_containing_symbol(request, fully_qualified_name)
+        with contextlib.suppress(KeyError):
+            if method in self._pool.FindServiceByName(parent).methods_by_name:
+                return super()._file_containing_symbol(request, parent)
+        return super()._file_containing_symbol(request, fully_qualified_name)
+
+
 def enable(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
     """Serve reflection (both versions) for ``service_names`` plus the reflection services themselves."""
     _register_v1_descriptor()
-    servicer: Any = reflection.aio.ReflectionServicer([*service_names, V1ALPHA, V1])
+    servicer: Any = _ReflectionServicer([*service_names, V1ALPHA, V1])
     handler = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,
         request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,

@@ -147,6 +147,21 @@ def test_reflection_lists_and_describes(server: ServerProcess, version: str) -> 
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
     )
     assert v1.file_descriptor_response.file_descriptor_proto
+    # A method's name (what ghz asks for) resolves to its service's file; an unknown one is NOT_FOUND.
+    method = _reflect(
+        server.channel,
+        version,
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="tuneserve.v1.InferenceService.Classify"
+        ),
+    )
+    assert method.file_descriptor_response == described.file_descriptor_response
+    missing = _reflect(
+        server.channel,
+        version,
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="tuneserve.v1.InferenceService.Nope"),
+    )
+    assert missing.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
 
 
 def test_reflection_descriptor_database(server: ServerProcess) -> None:
