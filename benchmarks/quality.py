@@ -4,6 +4,8 @@ batch 1 and 32 and the batch-1 vs batch-32 quality of each variant. Figures go t
 
     python benchmarks/quality.py                          # the full recipe (tens of minutes on 2 cores)
     python benchmarks/quality.py --train-limit 4000 --tasks sst2   # a quick look
+    python benchmarks/quality.py --keep DIR ...           # keep the checkpoints, then, without training:
+    python benchmarks/quality.py --reuse DIR ...          # re-export and re-measure them (a new int8 recipe)
 
 Data is read from ../shared/data (SST-2: train, dev selects the epoch, test = GLUE dev is the figure;
 CoNLL-2003: train, dev, test = testb).
@@ -25,7 +27,7 @@ from tuneserve.exporter.export import ExportConfig, export
 from tuneserve.inference import OnnxModel
 from tuneserve.trainer import data as datasets
 from tuneserve.trainer.evaluation import evaluate
-from tuneserve.trainer.train import TrainConfig, torch_logits_fn, train
+from tuneserve.trainer.train import TrainConfig, TrainResult, torch_logits_fn, train
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = {
@@ -85,6 +87,21 @@ def _speed(model: OnnxModel, texts: list[str], batch: int, repeats: int = 3) -> 
     return 1000 * best / len(rows)
 
 
+def _kept(checkpoint: Path) -> TrainResult:
+    """The training result recorded in a checkpoint folder (training.json, metrics.json)."""
+    record = json.loads((checkpoint / "training.json").read_text())
+    history = json.loads((checkpoint / "metrics.json").read_text())["history"]
+    return TrainResult(
+        output=checkpoint,
+        task=record["task"],
+        labels=record["labels"],
+        metrics=record["metrics"],
+        history=history,
+        seconds=record["seconds"],
+        examples_per_second=record["examples_per_second"],
+    )
+
+
 def run_task(name: str, args: argparse.Namespace, work: Path) -> dict:
     spec = TASKS[name]
     folder = Path(args.data) / spec["dir"]
@@ -94,22 +111,28 @@ def run_task(name: str, args: argparse.Namespace, work: Path) -> dict:
     max_length = args.max_length or (64 if spec["task"] == "classification" else 128)
     epochs = args.epochs or (3 if spec["task"] == "classification" else 5)
     checkpoint = work / f"{name}-checkpoint"
-    config = TrainConfig(
-        task=spec["task"],
-        train=train_path,
-        validation=dev_path,
-        output=checkpoint,
-        epochs=epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        max_length=max_length,
-        seed=args.seed,
-        text_column=spec.get("text_column", "text"),
-        early_stopping_patience=2,
-    )
-    trained = train(config)
+    if args.reuse:  # a checkpoint kept by an earlier --keep run: re-export and re-measure only
+        checkpoint = Path(args.reuse) / f"{name}-checkpoint"
+        trained = _kept(checkpoint)
+        epochs = trained.history[-1]["epoch"] if trained.history else epochs
+    else:
+        config = TrainConfig(
+            task=spec["task"],
+            train=train_path,
+            validation=dev_path,
+            output=checkpoint,
+            epochs=epochs,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            max_length=max_length,
+            seed=args.seed,
+            text_column=spec.get("text_column", "text"),
+            early_stopping_patience=2,
+        )
+        trained = train(config)
     result: dict = {
         "task": spec["task"],
+        "checkpoint": "reused" if args.reuse else "trained",
         "epochs": epochs,
         "best_epoch": trained.history
         and max(trained.history, key=lambda h: h.get(spec["metric"], 0))["epoch"],
@@ -195,6 +218,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--speed-items", type=int, default=512)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "quality.json"))
+    parser.add_argument(
+        "--reuse",
+        default=None,
+        help="skip training: re-export and re-measure the checkpoints that a --keep run left in this folder",
+    )
     parser.add_argument(
         "--keep", default=None, help="keep checkpoints and exported models in this folder (default: discard)"
     )

@@ -1,7 +1,8 @@
 """Make the served ONNX variants from an fp32 export: int8 (dynamic or static) for CPU, fp16 for GPU.
 
 - Dynamic int8 goes through Optimum's ``ORTQuantizer`` with the config for this CPU's instruction set
-  (AVX-512 VNNI, AVX-512, AVX2 or ARM64), per-channel weights.
+  (AVX-512 VNNI, AVX-512, AVX2 or ARM64), per-channel weights, on the MatMuls with a weight operand except
+  the feed-forward output projections (``int8_nodes_to_exclude``).
 - Static int8 uses ONNX Runtime's ``quantize_static`` directly: Optimum's static path needs a
   ``datasets.Dataset`` for calibration, which would add a heavy dependency for one loop over a sample.
   Scales are calibrated on a sample of the training texts, so a text's score no longer depends on its
@@ -9,6 +10,13 @@
 - fp16 uses ONNX Runtime's float16 converter, keeping fp32 inputs and outputs.
 
 In each int8 mode the task head (classifier, pooler) stays in fp32: it is tiny and sensitive.
+
+Why those nodes stay fp32 in dynamic int8 (measured on SST-2 test, fine-tuned MiniLM-L6, batch 32, against
+fp32 ONNX at 90.37 %): Optimum's default also quantizes the attention MatMuls, whose both operands are
+activations (softmax probabilities included), and the projection after GELU, whose input is heavy-tailed;
+each gets one uint8 scale per batch. Default: -1.04 points at 2.13x the fp32 speed; without the
+activation-by-activation MatMuls: -1.15 at 2.21x; without those and the feed-forward output projections:
+-0.35 at 1.81x (per-tensor weights: -0.58 at 1.63x).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from tuneserve.encoding import Row, pad
 INT8_FILE = "model_int8.onnx"
 FP16_FILE = "model_fp16.onnx"
 _HEAD_MARKERS = ("classifier", "pooler")
+_GELU_OPS = {"Erf", "Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
+_ELEMENTWISE = {"Mul", "Add", "Div", "Sub", "Pow", "Sqrt"}
 
 
 def cpu_isa() -> str:
@@ -60,9 +70,43 @@ def _quiet() -> Iterator[None]:
 
 
 def head_nodes(model_path: Path) -> list[str]:
-    """Names of the task-head nodes (kept in fp32)."""
+    """Names of the task-head nodes (kept in fp32). ONNX Runtime's dynamic quantizer first rewrites each
+    Gemm as ``<name>_MatMul`` + ``<name>_Add``, which an exclusion must name too."""
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    return [n.name for n in graph.node if any(m in n.name for m in _HEAD_MARKERS)]
+    names = []
+    for n in graph.node:
+        if any(m in n.name for m in _HEAD_MARKERS):
+            names += [n.name, f"{n.name}_MatMul", f"{n.name}_Add"] if n.op_type == "Gemm" else [n.name]
+    return names
+
+
+def int8_nodes_to_exclude(model_path: Path) -> list[str]:
+    """What dynamic int8 keeps in fp32 (see the module docstring): the head, MatMuls of two activations,
+    and MatMuls fed by a GELU (the feed-forward output projections)."""
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    excluded = set(head_nodes(model_path))
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        if not all(i in constants for i in node.input[1:]) or _after_gelu(node.input[0], producer):
+            excluded.add(node.name)
+    return sorted(excluded)
+
+
+def _after_gelu(tensor: str, producer: dict[str, onnx.NodeProto], depth: int = 5) -> bool:
+    """Whether ``tensor`` comes out of a GELU: a fused Gelu node, or the Erf form (x * 0.5 * (1 + erf(..)))
+    found a few elementwise steps up."""
+    node = producer.get(tensor)
+    if node is None or depth == 0:
+        return False
+    if node.op_type in _GELU_OPS:
+        return True
+    if node.op_type not in _ELEMENTWISE:
+        return False
+    return any(_after_gelu(i, producer, depth - 1) for i in node.input)
 
 
 def quantize_dynamic(folder: Path, source: str = "model.onnx") -> tuple[str, str]:
@@ -72,12 +116,15 @@ def quantize_dynamic(folder: Path, source: str = "model.onnx") -> tuple[str, str
 
     isa = cpu_isa()
     config = getattr(AutoQuantizationConfig, isa)(
-        is_static=False, per_channel=True, nodes_to_exclude=head_nodes(folder / source)
+        is_static=False, per_channel=True, nodes_to_exclude=int8_nodes_to_exclude(folder / source)
     )
     quantizer = ORTQuantizer.from_pretrained(folder, file_name=source)
     with _quiet():
         quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix="int8")
-    return INT8_FILE, f"dynamic int8 (Optimum ORTQuantizer, {isa} config, per-channel, head in fp32)"
+    return INT8_FILE, (
+        f"dynamic int8 (Optimum ORTQuantizer, {isa} config, per-channel, weight MatMuls only; head and "
+        "feed-forward output projections in fp32)"
+    )
 
 
 class _Calibration(CalibrationDataReader):

@@ -70,6 +70,28 @@ def test_onnx_matches_pytorch(model_store: Path, trained: dict[str, Path]) -> No
     np.testing.assert_allclose(qgot, expected, atol=0.05)
 
 
+def test_dynamic_int8_quantizes_only_weight_matmuls_outside_the_head_and_gelu_output(
+    model_store: Path,
+) -> None:
+    import onnx
+
+    folder = ModelStore(model_store).open_version("tiny-sentiment-int8").path
+    fp32 = onnx.load(str(folder / "model.onnx")).graph
+    constants = {i.name for i in fp32.initializer} | {
+        o for n in fp32.node if n.op_type == "Constant" for o in n.output
+    }
+    matmuls = [n for n in fp32.node if n.op_type == "MatMul"]
+    two_activations = {n.name for n in matmuls if n.input[1] not in constants}
+    after_gelu = {n.name for n in matmuls if "/output/dense/" in n.name and "attention" not in n.name}
+    assert len(two_activations) == 4 and len(after_gelu) == 2  # 2 layers: Q.K and P.V; the FFN output
+    int8 = onnx.load(str(folder / "model_int8.onnx")).graph
+    quantized = {n.name.removesuffix("_quant") for n in int8.node if n.op_type == "MatMulInteger"}
+    plain = {n.name for n in int8.node if n.op_type == "MatMul"}
+    assert quantized and not quantized & (two_activations | after_gelu)
+    assert (two_activations | after_gelu) <= plain
+    assert all("classifier" not in q and "pooler" not in q for q in quantized)
+
+
 def test_fp32_metrics_equal_torch_metrics(model_store: Path) -> None:
     for name in ("tiny-sentiment", "tiny-ner"):
         metrics = ModelStore(model_store).open_version(name).manifest.metrics
