@@ -16,6 +16,7 @@ import pytest
 from helpers import FIXTURES, last_json, run_cli
 from tuneserve.encoding import encode_texts
 from tuneserve.exporter.export import ExportConfig, export, int8_rejection
+from tuneserve.exporter.quantize import FP32_FFN_OUTPUT_LAYERS
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import ModelNotFoundError, ModelStore
 from tuneserve.trainer.data import DataError
@@ -83,7 +84,8 @@ def test_dynamic_int8_quantizes_only_weight_matmuls_outside_the_head_and_gelu_ou
     matmuls = [n for n in fp32.node if n.op_type == "MatMul"]
     two_activations = {n.name for n in matmuls if n.input[1] not in constants}
     after_gelu = {n.name for n in matmuls if "/output/dense/" in n.name and "attention" not in n.name}
-    assert len(two_activations) == 4 and len(after_gelu) == 2  # 2 layers: Q.K and P.V; the FFN output
+    # 2 layers: Q.K and P.V each; both FFN outputs (FP32_FFN_OUTPUT_LAYERS is 2)
+    assert len(two_activations) == 4 and len(after_gelu) == 2 == FP32_FFN_OUTPUT_LAYERS
     int8 = onnx.load(str(folder / "model_int8.onnx")).graph
     quantized = {n.name.removesuffix("_quant") for n in int8.node if n.op_type == "MatMulInteger"}
     plain = {n.name for n in int8.node if n.op_type == "MatMul"}
