@@ -146,7 +146,7 @@ class ModelRegistry:
             try:
                 if await self._switch(name, version, record=False):
                     switched.append((name, version))
-                self.metrics.store_reloads.labels(name, "loaded").inc()
+                    self.metrics.store_reloads.labels(name, "loaded").inc()
             except Exception as exc:
                 self.metrics.store_reloads.labels(name, "failed").inc()
                 if live is None:
