@@ -73,9 +73,13 @@ def _quiet() -> Iterator[None]:
 
 
 def head_nodes(model_path: Path) -> list[str]:
-    """Names of the task-head nodes (kept in fp32). ONNX Runtime's dynamic quantizer first rewrites each
-    Gemm as ``<name>_MatMul`` + ``<name>_Add``, which an exclusion must name too."""
-    graph = onnx.load(str(model_path), load_external_data=False).graph
+    """Names of the task-head nodes (kept in fp32)."""
+    return _head_nodes(onnx.load(str(model_path), load_external_data=False).graph)
+
+
+def _head_nodes(graph: onnx.GraphProto) -> list[str]:
+    """ONNX Runtime's dynamic quantizer first rewrites each Gemm as ``<name>_MatMul`` + ``<name>_Add``,
+    which an exclusion must name too."""
     names = []
     for n in graph.node:
         if any(m in n.name for m in _HEAD_MARKERS):
@@ -91,7 +95,7 @@ def int8_nodes_to_exclude(model_path: Path) -> list[str]:
     constants = {i.name for i in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     producer = {o: n for n in graph.node for o in n.output}
-    excluded = set(head_nodes(model_path))
+    excluded = set(_head_nodes(graph))
     ffn_outputs = 0
     for node in graph.node:
         if node.op_type != "MatMul":

@@ -53,11 +53,8 @@ class _ReflectionServicer(reflection.aio.ReflectionServicer):  # type: ignore[mi
     def _file_containing_symbol(self, request: Any, fully_qualified_name: str) -> Any:
         parent, _, method = fully_qualified_name.rpartition(".")
         with contextlib.suppress(KeyError):
-            self._pool.FindFileContainingSymbol(fully_qualified_name)
-            return super()._file_containing_symbol(request, fully_qualified_name)
-        with contextlib.suppress(KeyError):
             if method in self._pool.FindServiceByName(parent).methods_by_name:
-                return super()._file_containing_symbol(request, parent)
+                fully_qualified_name = parent
         return super()._file_containing_symbol(request, fully_qualified_name)
 
 

@@ -127,11 +127,10 @@ class ModelRegistry:
             self._serving[name] = loaded
         self.ready = True
 
-    async def follow_store(self) -> list[tuple[str, int]]:
-        """Serve what the store's serving records say now, where another process changed them; return the
-        (model, version) pairs switched. A version that fails to load is logged, counted and not retried
-        until the record changes again; the version serving before goes on serving."""
-        switched: list[tuple[str, int]] = []
+    async def follow_store(self) -> None:
+        """Serve what the store's serving records say now, where another process changed them. A version
+        that fails to load is logged, counted and not retried until the record changes again; the version
+        serving before goes on serving."""
         for name in await asyncio.to_thread(self.store.models):
             try:
                 version = await asyncio.to_thread(self.store.serving_version, name)
@@ -145,7 +144,6 @@ class ModelRegistry:
                 continue  # failed before: wait for the record to change
             try:
                 if await self._switch(name, version, record=False):
-                    switched.append((name, version))
                     self.metrics.store_reloads.labels(name, "loaded").inc()
             except Exception as exc:
                 self.metrics.store_reloads.labels(name, "failed").inc()
@@ -158,7 +156,6 @@ class ModelRegistry:
                     still_serving=live.version if live else None,
                     error=str(exc),
                 )
-        return switched
 
     async def get(self, name: str, version: int = 0) -> LoadedVersion:
         """The loaded version for a request: the serving one for ``version`` 0, else that version (loaded now
