@@ -226,9 +226,12 @@ def load_ghz(
         "p99_ms": round(latency[99], 3),
         "per_second": round(report["rps"], 1),
         "n": report["count"],
-        # ghz cancels the calls still in flight when the duration ends: those are not errors.
+        # When the duration ends, ghz cancels the calls still in flight or closes the connection under
+        # them ("use of closed network connection"): those are not the server's errors.
         "errors": sum(
-            n for code, n in report["statusCodeDistribution"].items() if code not in ("OK", "Canceled")
+            n
+            for message, n in (report.get("errorDistribution") or {}).items()
+            if "code = Canceled" not in message and "use of closed network connection" not in message
         ),
     }
 
