@@ -431,11 +431,12 @@ class JobRunner:
         return f"the job process {how}" + (f"; its log ends with: {tail}" if tail else "")
 
     async def _finish(self, job: JobRecord, state: str, message: str) -> None:
+        # Clean up before the record says it ended: whoever sees a finished job finds nothing left behind.
+        await asyncio.to_thread(self._clean, job)
         job.state = state  # type: ignore[assignment]
         job.finished_at = time.time()
         if state != "succeeded":
             job.version = 0
-        await asyncio.to_thread(self._clean, job)
         await self._publish(job, message)
         self.metrics.training_jobs_finished.labels(state, str(job.promoted).lower()).inc()
         if job.started_at is not None:
