@@ -78,7 +78,7 @@ class App:
         self.auth = Authenticator.from_settings(settings.auth)
         self._credentials = tls.server_credentials(settings.tls)
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.names, self.auth)],
+            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.is_known, self.auth)],
             options=[
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),

@@ -133,6 +133,8 @@ class Batcher:
         self._wakeup.set()
         futures = [item.future for item in items]
         try:
+            if len(futures) == 1:  # the common case; gather would cost the caller another loop iteration
+                return [await futures[0]]
             return list(await asyncio.gather(*futures))
         except BaseException:
             for f in futures:

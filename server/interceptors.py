@@ -15,7 +15,6 @@ other status.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -81,23 +80,34 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self,
         metrics: Metrics,
         traffic: Traffic,
-        known_models: Callable[[], list[str]],
+        is_known_model: Callable[[str], bool],
         auth: Authenticator | None = None,
     ) -> None:
         self.metrics = metrics
         self.traffic = traffic
-        self.known_models = known_models
+        self.is_known_model = is_known_model
         self.auth = auth  # None: no tokens configured, nothing to check
         self._debug = logging.getLogger(LOG_NAME).isEnabledFor(logging.DEBUG)  # per-request lines cost µs
+        # grpc.aio asks the interceptor for every call; the services are fixed once the server has started,
+        # so each method's wrapped handler is built once.
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         full = handler_call_details.method
-        if handler is None or full.startswith(_PASS_THROUGH):
+        handler = self._handlers.get(full)
+        if handler is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:  # an unknown method: not cached, since any name can be asked for
+                return None
+            handler = self._handlers[full] = self._wrap(full, handler)
+        return handler
+
+    def _wrap(self, full: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if full.startswith(_PASS_THROUGH):
             return handler
         h: Any = handler
         if h.unary_unary:
@@ -112,7 +122,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         name = getattr(request, "model", None) or getattr(request, "name", None) or ""
         if not name:
             return ""
-        return name if name in self.known_models() else UNKNOWN_MODEL
+        return name if self.is_known_model(name) else UNKNOWN_MODEL
 
     def _begin(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Start the call's bookkeeping, or raise (counted) if draining or the token does not allow it."""
@@ -177,59 +187,73 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 "rpc", method=call.method, model=call.model, code=call.code.name, ms=round(seconds * 1e3, 3)
             )
 
-    @contextlib.asynccontextmanager
-    async def _accounted(
-        self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        """Maps what the handler raised to the call's status, and counts the call when it ends."""
-        try:
-            yield
-        except asyncio.CancelledError:
+    async def _settle(
+        self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Record on ``call`` the status that ``exc``, raised by the handler, ends it with. For the handler's
+        own errors this aborts the call with the mapped status (which raises ``AbortError``)."""
+        if isinstance(exc, asyncio.CancelledError):
             self._cancelled(call, context)
-            raise
-        except grpc.aio.AbortError:
+        elif isinstance(exc, grpc.aio.AbortError):
             call.code = context.code() or grpc.StatusCode.UNKNOWN
-            raise
-        except Exception as exc:
+        elif isinstance(exc, Exception):
             await self._fail(call, exc, context)
-        finally:
-            self._finish(call)
 
     def _unary(self, full: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = await self._guard(full, request, context)
-            async with self._accounted(call, context):
+            try:
                 return await behavior(request, context)
+            except BaseException as exc:
+                await self._settle(call, exc, context)
+                raise
+            finally:
+                self._finish(call)
 
         return wrapped
 
     def _unary_stream(self, full: str, behavior: Any) -> Any:
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = await self._guard(full, request, context)
-            async with self._accounted(call, context):
+            try:
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):
                     async for response in result:
                         yield response
                 else:
                     await result
+            except BaseException as exc:
+                await self._settle(call, exc, context)
+                raise
+            finally:
+                self._finish(call)
 
         return wrapped
 
     def _stream_unary(self, full: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = await self._guard(full, None, context)
-            async with self._accounted(call, context):
+            try:
                 return await behavior(self._labelled(call, requests), context)
+            except BaseException as exc:
+                await self._settle(call, exc, context)
+                raise
+            finally:
+                self._finish(call)
 
         return wrapped
 
     def _stream_stream(self, full: str, behavior: Any) -> Any:
         async def wrapped(requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = await self._guard(full, None, context)
-            async with self._accounted(call, context):
+            try:
                 async for response in behavior(self._labelled(call, requests), context):
                     yield response
+            except BaseException as exc:
+                await self._settle(call, exc, context)
+                raise
+            finally:
+                self._finish(call)
 
         return wrapped
 

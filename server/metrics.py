@@ -10,7 +10,6 @@ dropped) and, on ``tuneserve_model_info`` only, ``quantization`` and ``provider`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -128,24 +127,28 @@ class Metrics:
         return BatchMetrics(self, model)
 
 
-@dataclass(frozen=True)
 class BatchMetrics:
-    """The batcher's observer for one model (implements ``batcher.BatchObserver``)."""
+    """The batcher's observer for one model (implements ``batcher.BatchObserver``). The model's series are
+    looked up once: ``labels()`` takes a lock and builds a key on every call."""
 
-    metrics: Metrics
-    model: str
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.metrics = metrics
+        self.model = model
+        self._queue_depth = metrics.queue_depth.labels(model)
+        self._batch_size = metrics.batch_size.labels(model)
+        self._tokens = metrics.tokens.labels(model)
+        self._inference_duration = metrics.inference_duration.labels(model)
+        self._queue_wait = metrics.queue_wait.labels(model)
 
     def queue_depth(self, rows: int) -> None:
-        self.metrics.queue_depth.labels(self.model).set(rows)
+        self._queue_depth.set(rows)
 
     def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None:
-        m = self.metrics
-        m.batch_size.labels(self.model).observe(size)
-        m.tokens.labels(self.model).inc(tokens)
-        m.inference_duration.labels(self.model).observe(seconds)
-        wait = m.queue_wait.labels(self.model)
+        self._batch_size.observe(size)
+        self._tokens.inc(tokens)
+        self._inference_duration.observe(seconds)
         for w in queue_waits:
-            wait.observe(w)
+            self._queue_wait.observe(w)
 
     def dropped(self, reason: str, rows: int) -> None:
         self.metrics.dropped.labels(self.model, reason).inc(rows)

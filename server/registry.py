@@ -102,6 +102,10 @@ class ModelRegistry:
         """Models this server serves or tried to (the ``model`` metric label is limited to these)."""
         return sorted({*self._serving, *self._failed})
 
+    def is_known(self, name: str) -> bool:
+        """``name in names()``, without building the list (asked on every call)."""
+        return name in self._serving or name in self._failed
+
     def loaded(self, name: str, version: int) -> LoadedVersion | None:
         return self._loaded.get((name, version))
 
