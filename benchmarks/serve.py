@@ -12,7 +12,9 @@ For each variant of one exported classification model (int8 as exported, and its
   Go load generator on one core costs the shared 2 cores less per call than Python does;
 - cold start: process start until health reports SERVING; server RSS after loading and its peak.
 - C=1 and bare batch 1 once more, in alternating rounds (``--rounds``), as the median of per-round
-  ratios: the machine's speed drift then cancels out of the C=1 target.
+  ratios: the machine's speed drift then cancels out of the C=1 target. Each round also measures C=1
+  against ``reference_server.py`` (a grpc.aio server that only tokenizes, runs and answers), the floor
+  of that ratio for a Python gRPC server on this machine.
 
 Texts: sentences of ../shared/data/sst2/test.tsv and ../shared/data/conll2003/test.txt (both sets, the
 same for every measurement). The figures are written as JSON, with the targets of issue 3 evaluated.
@@ -260,27 +262,62 @@ def measure_server(
     result["rss_after_load"] = server.rss_mb()
 
 
+class ReferenceServer:
+    """``reference_server.py`` in its own process: the least a Python gRPC server does per call."""
+
+    def __init__(self, model_root: Path, name: str) -> None:
+        cmd = [sys.executable, str(ROOT / "benchmarks/reference_server.py"), str(model_root), name]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.port = int(json.loads(self.proc.stdout.readline())["port"])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+
+
 def paired_c1(
-    bare: Bare, server: Server, name: str, texts: list[str], ghz: str | None, work: Path, rounds: int
+    bare: Bare,
+    server: Server,
+    reference: ReferenceServer,
+    name: str,
+    texts: list[str],
+    ghz: str | None,
+    work: Path,
+    rounds: int,
 ) -> dict[str, Any]:
-    """C=1 against bare batch 1 in alternating rounds (one pass of bare batch 1, then 4 s of C=1 calls).
+    """C=1 against bare batch 1 in alternating rounds: one pass of bare batch 1, then 4 s of C=1 calls to
+    the reference server and 4 s to the server.
 
     This machine's speed drifts by up to 2x within minutes; a ratio taken from two measurements minutes
-    apart carries that drift, the median of per-round ratios far less of it.
+    apart carries that drift, the median of per-round ratios far less of it. The reference server's ratio
+    is the floor: what gRPC, the load generator and running in a server cost, with no serving logic.
     """
+
+    def c1(port: int) -> float:
+        if ghz:
+            return load_ghz(ghz, port, name, texts, 1, 4.0, work)["p50_ms"]
+        return asyncio.run(load(port, name, texts, 1, 4.0))["p50_ms"]
+
     out: list[dict[str, float]] = []
     for _ in range(rounds):
         b1 = bare.measure(1)["p50_ms"]
-        if ghz:
-            c1 = load_ghz(ghz, server.port, name, texts, 1, 4.0, work)["p50_ms"]
-        else:
-            c1 = asyncio.run(load(server.port, name, texts, 1, 4.0))["p50_ms"]
-        out.append({"bare_batch1_p50_ms": b1, "server_c1_p50_ms": c1, "ratio": round(c1 / b1, 3)})
+        ref, c1_ms = c1(reference.port), c1(server.port)
+        out.append(
+            {
+                "bare_batch1_p50_ms": b1,
+                "reference_c1_p50_ms": ref,
+                "server_c1_p50_ms": c1_ms,
+                "reference_ratio": round(ref / b1, 3),
+                "ratio": round(c1_ms / b1, 3),
+            }
+        )
         print(f"[paired] {out[-1]}", file=sys.stderr)
     return {
         "load_generator": "ghz" if ghz else "python grpc.aio",
         "rounds": out,
         "median_ratio": round(float(np.median([r["ratio"] for r in out])), 3),
+        "reference_median_ratio": round(float(np.median([r["reference_ratio"] for r in out])), 3),
     }
 
 
@@ -324,7 +361,10 @@ def main() -> None:
         "--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: all cores)."
     )
     parser.add_argument(
-        "--rounds", type=int, default=5, help="Alternating rounds of bare batch 1 and server C=1."
+        "--rounds",
+        type=int,
+        default=5,
+        help="Alternating rounds of bare batch 1, reference server C=1 and server C=1.",
     )
     parser.add_argument("--ghz", default=None, help="ghz binary (default: on PATH or in $GOPATH/bin)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
@@ -365,7 +405,13 @@ def main() -> None:
             server = Server(Path(tmp), args.threads)
             try:
                 measure_server(server, result, name, texts, args.seconds, ghz, Path(tmp), label)
-                result["paired_c1"] = paired_c1(bare, server, name, texts, ghz, Path(tmp), args.rounds)
+                reference = ReferenceServer(Path(tmp), name)
+                try:
+                    result["paired_c1"] = paired_c1(
+                        bare, server, reference, name, texts, ghz, Path(tmp), args.rounds
+                    )
+                finally:
+                    reference.stop()
             finally:
                 result["server_exit_code"] = server.stop()
             result["targets"] = targets(result)
@@ -386,8 +432,10 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
         if key in r:
             found |= {k + suffix: v for k, v in load_targets(r["bare"], r[key]).items()}
     if "paired_c1" in r:
-        found["c1_p50_over_bare_batch1_p50_paired"] = c1_target(r["paired_c1"]["median_ratio"]) | {
-            "load_generator": r["paired_c1"]["load_generator"]
+        paired = r["paired_c1"]
+        found["c1_p50_over_bare_batch1_p50_paired"] = c1_target(paired["median_ratio"]) | {
+            "load_generator": paired["load_generator"],
+            "reference_server": paired["reference_median_ratio"],
         }
     return found
 
