@@ -155,6 +155,21 @@ def test_bad_request(
     assert server.inference.Classify(OK, timeout=10).results  # still serving
 
 
+def test_unknown_method_every_time(server: ServerProcess) -> None:
+    """The interceptor keeps each method's wrapped handler; a method that does not exist is never kept,
+    and answers UNIMPLEMENTED on every call, between calls that work."""
+    unknown = server.channel.unary_unary(
+        "/tuneserve.v1.InferenceService/Summarize",
+        request_serializer=inference_pb2.ClassifyRequest.SerializeToString,
+        response_deserializer=inference_pb2.ClassifyResponse.FromString,
+    )
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as info:
+            unknown(OK, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert server.inference.Classify(OK, timeout=10).results
+
+
 def test_model_service_errors(server: ServerProcess) -> None:
     with pytest.raises(grpc.RpcError) as info:
         server.models.GetModel(model_pb2.GetModelRequest(name="nope"))
