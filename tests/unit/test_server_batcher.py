@@ -15,7 +15,7 @@ import pytest
 
 from tuneserve.encoding import Row
 from tuneserve.server.batcher import Batcher, split_by_length
-from tuneserve.server.errors import DeadlineExceeded, Overloaded
+from tuneserve.server.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from tuneserve.server.settings import BatchSettings
 
 POISON = 666
@@ -286,3 +286,26 @@ async def test_rows_reaching_an_idle_model_run_with_run_idle() -> None:
     await asyncio.gather(first, second)
     assert idle.batches == [[1]] and fake.batches == [[2]]
     await batcher.close()
+
+
+@sync
+async def test_runs_happen_off_the_event_loop_which_stays_free() -> None:
+    threads: list[int] = []
+    fake = FakeRuntime()
+    fake.gate.clear()
+
+    def run(rows: Sequence[Row]) -> np.ndarray:
+        threads.append(threading.get_ident())
+        return fake(rows)
+
+    batcher = Batcher(run, settings())
+    call = asyncio.ensure_future(batcher.submit([row(5)]))
+    for _ in range(20):  # the run blocks on the gate; the loop keeps turning meanwhile
+        await asyncio.sleep(0.001)
+    assert not call.done()
+    fake.gate.set()
+    assert (await call)[0].tolist() == [5, 4]
+    assert threads and threads[0] != threading.get_ident()
+    await batcher.close()
+    with pytest.raises(ModelNotReady):
+        await batcher.submit([row(6)])
