@@ -5,9 +5,8 @@
 A grpc.aio server with one method and nothing else: no interceptor, validation, metrics, batching or
 queue; each call is tokenized, run on a session whose intra-op threads spin (as the bare batch-1 figure's)
 and post-processed on the event loop, and answered with the same response the real server would give.
-It runs on the event loop ``tuneserve serve`` picks by default (uvloop when installed), prints its port
-(``{"port": N}``) once ready and serves until killed. Not a server to deploy: it blocks its event loop for
-every run, so calls never overlap.
+It prints its port (``{"port": N}``) once ready and serves until killed. Not a server to deploy: it
+blocks its event loop for every run, so calls never overlap.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from tuneserve.encoding import encode_texts
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import ModelStore
 from tuneserve.server import convert
-from tuneserve.server.cli import loop_factory
 from tuneserve.server.dataplane import ClassifyOutput
 from tuneserve.server.tasks import classify
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc
@@ -53,5 +51,4 @@ async def main(model_root: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
-        runner.run(main(Path(sys.argv[1]), sys.argv[2]))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2]))

@@ -146,7 +146,6 @@ class App:
             metrics_port=self.metrics_port,
             models=self.models.names(),
             startup_s=round(time.perf_counter() - self._started, 3),
-            event_loop=type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
 
     async def _follow_store(self, interval: float) -> None:

@@ -39,7 +39,6 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--device", "device", click.Choice(["auto", "cpu", "cuda"])),
     ("--intra-op-threads", "intra_op_threads", click.IntRange(min=0)),
     ("--idle-session/--no-idle-session", "idle_session", bool),
-    ("--event-loop", "event_loop", click.Choice(["auto", "uvloop", "asyncio"])),
     ("--grace-period", "grace_period_s", _FLOAT_MIN0),
     ("--store-poll-interval", "store_poll_interval_s", _FLOAT_MIN0),
     ("--max-stream-in-flight", "max_stream_in_flight", click.IntRange(min=1)),
@@ -112,22 +111,6 @@ def build_settings(values: dict[str, Any]) -> Settings:
     return Settings.load(**flat, **nested)
 
 
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """How to make the event loop ``choice`` names (None: the standard library's)."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise ConfigError(
-                "event loop 'uvloop' was asked for but uvloop is not installed (it comes with the serve "
-                "and gpu extras; not on Windows): install it, or use --event-loop auto or asyncio"
-            ) from None
-        return None
-    return uvloop.new_event_loop
-
-
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @_options
 def serve(**values: Any) -> None:
@@ -140,8 +123,7 @@ def serve(**values: Any) -> None:
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:
-        with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
-            code = runner.run(run_server(settings))
+        code = asyncio.run(run_server(settings))
     except (OSError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

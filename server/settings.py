@@ -222,11 +222,6 @@ class Settings(BaseSettings):
         "request); batches under load run on the main session, whose threads sleep when idle, leaving the "
         "cores to gRPC. Costs one more copy of the weights in memory.",
     )
-    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        "auto",
-        description="The asyncio event loop: uvloop (lower per-call latency) or the standard library's; "
-        "auto: uvloop when installed.",
-    )
     grace_period_s: float = Field(
         20.0, ge=0, description="On SIGTERM, how long in-flight calls may take to finish."
     )

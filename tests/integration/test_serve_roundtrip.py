@@ -199,10 +199,3 @@ def test_no_torch_or_transformers_in_the_server(server: ServerProcess) -> None:
     assert not top & {"torch", "transformers", "optimum", "accelerate"}
     maps = Path(f"/proc/{server.pid}/maps").read_text()
     assert "libtorch" not in maps
-
-
-def test_the_server_runs_on_uvloop(server: ServerProcess) -> None:
-    """With the serve extra installed, ``--event-loop auto`` (the default) picks uvloop, and says so."""
-    assert server.wait_event("serving")["event_loop"] == "uvloop"
-    lines = [line for line in list(server.lines) if line.startswith("import time:")]
-    assert "uvloop" in {line.rsplit("|", 1)[-1].strip() for line in lines}

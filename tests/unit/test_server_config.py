@@ -4,7 +4,6 @@ execution-provider placement, ordered streams, the reflection v1 descriptor."""
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,9 +13,9 @@ from click.testing import CliRunner
 
 from tuneserve.repository import Manifest, ModelVersion, QuantizationInfo
 from tuneserve.server import errors
-from tuneserve.server.cli import build_settings, loop_factory, serve
+from tuneserve.server.cli import build_settings, serve
 from tuneserve.server.runtime import choose_placement
-from tuneserve.server.settings import ConfigError, Settings
+from tuneserve.server.settings import Settings
 from tuneserve.server.streams import ordered
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -90,22 +89,6 @@ def test_cli_rejects_bad_values() -> None:
     assert result.exit_code == 2 and "--port" in result.output
     result = CliRunner().invoke(serve, [], env={"TUNESERVE_PORT": "abc"})
     assert result.exit_code == 2 and "TUNESERVE_PORT" in result.output
-
-
-def test_event_loop_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvloop
-
-    assert loop_factory("auto") is uvloop.new_event_loop
-    assert loop_factory("uvloop") is uvloop.new_event_loop
-    assert loop_factory("asyncio") is None
-    monkeypatch.setenv("TUNESERVE_EVENT_LOOP", "asyncio")
-    assert build_settings({"event_loop": None}).event_loop == "asyncio"
-    result = CliRunner().invoke(serve, ["--event-loop", "tokio"])
-    assert result.exit_code == 2 and "--event-loop" in result.output
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if not installed: import fails
-    assert loop_factory("auto") is None
-    with pytest.raises(ConfigError, match="uvloop is not installed"):
-        loop_factory("uvloop")
 
 
 def version(onnx_file: str, served: str, files: list[str]) -> ModelVersion:
