@@ -115,15 +115,6 @@ class RunThread:
                 loop.call_soon_threadsafe(_settle, future, result, error)
 
 
-def _settle(future: asyncio.Future[np.ndarray], result: np.ndarray | None, error: Exception | None) -> None:
-    if future.done():  # the awaiting task was cancelled
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
-
-
 @dataclass(eq=False)
 class _Item:
     row: Row
@@ -311,9 +302,9 @@ class Batcher:
             out = await self._runner.run(fn, rows)
         except Exception as exc:
             if len(batch) == 1:
-                _resolve(batch[0], exc=exc)
+                _settle(batch[0].future, None, exc)
             else:
-                await self._execute_singly(loop, batch, fn)
+                await self._execute_singly(batch, fn)
             return
         seconds = time.perf_counter() - t0
         self._batch_seconds = (
@@ -321,18 +312,18 @@ class Batcher:
         )
         self._observer.batch(len(batch), sum(len(r.ids) for r in rows), waits, seconds)
         for i, item in enumerate(batch):
-            _resolve(item, out[i, : len(item.row.ids)] if out.ndim == 3 else out[i])
+            _settle(item.future, _row_output(out, i, item.row), None)
 
-    async def _execute_singly(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], fn: RunFn) -> None:
+    async def _execute_singly(self, batch: list[_Item], fn: RunFn) -> None:
         for item in batch:
             if item.future.done():
                 continue
             try:
                 out = await self._runner.run(fn, [item.row])
             except Exception as exc:
-                _resolve(item, exc=exc)
+                _settle(item.future, None, exc)
             else:
-                _resolve(item, out[0, : len(item.row.ids)] if out.ndim == 3 else out[0])
+                _settle(item.future, _row_output(out, 0, item.row), None)
 
 
 def split_by_length(lengths: Sequence[int], overhead: int) -> list[list[int]]:
@@ -358,11 +349,16 @@ def split_by_length(lengths: Sequence[int], overhead: int) -> list[list[int]]:
     return runs
 
 
-def _resolve(item: _Item, value: np.ndarray | None = None, *, exc: BaseException | None = None) -> None:
-    if item.future.done():
+def _row_output(out: np.ndarray, i: int, row: Row) -> np.ndarray:
+    """Row ``i`` of a run's logits; token outputs (``[batch, tokens, labels]``) cut to the row's tokens."""
+    return out[i, : len(row.ids)] if out.ndim == 3 else out[i]
+
+
+def _settle(future: asyncio.Future[np.ndarray], value: np.ndarray | None, exc: BaseException | None) -> None:
+    if future.done():  # the caller went away (cancelled), or another of its rows already failed
         return
     if exc is not None:
-        item.future.set_exception(exc)
+        future.set_exception(exc)
     else:
         assert value is not None
-        item.future.set_result(value)
+        future.set_result(value)
