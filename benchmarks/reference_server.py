@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import tuneserve.server  # noqa: F401  before grpc: the same gRPC listener as `tuneserve serve`
+
+# isort: split
 import grpc
 
 from tuneserve.encoding import encode_texts

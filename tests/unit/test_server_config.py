@@ -1,9 +1,12 @@
 """Server pieces without a network or a real model: error statuses, settings precedence and the CLI,
-execution-provider placement, ordered streams, the reflection v1 descriptor."""
+execution-provider placement, gRPC's listener, ordered streams, the reflection v1 descriptor."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -201,3 +204,24 @@ def test_reflection_v1_descriptor_mirrors_v1alpha() -> None:
     method = service.methods_by_name["ServerReflectionInfo"]
     assert method.input_type.full_name == "grpc.reflection.v1.ServerReflectionRequest"
     assert method.client_streaming and method.server_streaming
+
+
+# The serve command's process: the top-level CLI, then the server package, then everything that uses grpc.
+LISTENER = """
+import os, sys
+import tuneserve.cli
+assert "grpc" not in sys.modules, "tuneserve.cli imports grpc before tuneserve.server can configure it"
+import tuneserve.server.cli
+print(os.environ["GRPC_EXPERIMENTS"])
+"""
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "-event_engine_listener"), ("", ""), ("x", "x")])
+def test_serve_uses_the_classic_grpc_listener_by_default(given: str | None, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
+    if given is not None:
+        env["GRPC_EXPERIMENTS"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", LISTENER], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == expected
