@@ -10,6 +10,11 @@ takes rows from the queue in arrival order and runs them together, bounded by:
   a lone request anything. Under load, rows queue up during a run and the next run takes them all.
   What reaches an idle model runs with ``run_idle`` (the runtime's spinning session), the rest with ``run``.
 
+A single row reaching an idle model is run by its caller's task itself rather than by the worker (the
+direct path): that spares it a wake-up of the worker task on the way in and another on the way out.
+``_busy`` tells both paths whether a run is in progress, so rows arriving meanwhile queue up for the
+worker as before.
+
 Rows of very different lengths are not padded together: a batch taken from the queue is sorted by length
 and cut into runs of similar lengths where that costs less than the padding it saves (``split_by_length``;
 a run costs about ``RUN_OVERHEAD_TOKENS`` plus its padded tokens). Shorter runs go first.
@@ -121,6 +126,7 @@ class _Item:
     future: asyncio.Future[np.ndarray]
     enqueued: float  # loop.time()
     deadline: float | None  # loop.time(); None: no deadline
+    busy: bool  # the model was busy when the row arrived: it may wait for company, and runs with ``run``
 
 
 class Batcher:
@@ -143,6 +149,7 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._pending = 0  # rows admitted and not finished (queued or running)
+        self._busy = False  # a run is in progress (the worker's or a direct one)
         self._closed = False
         self._batch_seconds = 0.0  # moving average of one run, for retry advice
         self._runner = RunThread(f"ort-{label}")
@@ -173,7 +180,9 @@ class Batcher:
         self.start()
         loop = asyncio.get_running_loop()
         now = loop.time()
-        items = [_Item(row, loop.create_future(), now, deadline) for row in rows]
+        if len(rows) == 1 and not self._busy and not self._queue and (deadline is None or deadline > now):
+            return [await self._run_direct(rows[0])]
+        items = [_Item(row, loop.create_future(), now, deadline, self._busy) for row in rows]
         self._pending += len(items)
         for item in items:
             item.future.add_done_callback(self._release)
@@ -215,6 +224,31 @@ class Batcher:
     def _release(self, _: asyncio.Future[np.ndarray]) -> None:
         self._pending -= 1
 
+    async def _run_direct(self, row: Row) -> np.ndarray:
+        """Run one row on the idle model from the caller's task (see the module docstring)."""
+        self._busy = True
+        self._pending += 1
+        t0 = time.perf_counter()
+        run = self._runner.run(self._run_idle, [row])
+
+        def done(f: asyncio.Future[np.ndarray]) -> None:  # when the thread is done, even if the caller left
+            self._busy = False
+            self._pending -= 1
+            if self._queue:
+                self._wakeup.set()
+            if not f.cancelled() and f.exception() is None:
+                self._record([row], [0.0], time.perf_counter() - t0)
+
+        run.add_done_callback(done)
+        out = await asyncio.shield(run)
+        return _row_output(out, 0, row)
+
+    def _record(self, rows: Sequence[Row], waits: Sequence[float], seconds: float) -> None:
+        self._batch_seconds = (
+            seconds if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * seconds
+        )
+        self._observer.batch(len(rows), sum(len(r.ids) for r in rows), waits, seconds)
+
     def _overloaded_message(self, rows: int) -> str:
         batches = math.ceil((self._pending + rows) / self.settings.max_batch_size)
         wait_ms = max(1, round(batches * self._batch_seconds * 1000))
@@ -226,18 +260,24 @@ class Batcher:
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
-        just_ran = False  # False: the model is idle, so what is queued runs at once
+        just_ran = False  # rows still queued after the worker's run waited for it
         while True:
-            if not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
+            if not self._queue or self._busy:
                 just_ran = False
-            if just_ran and self.settings.max_wait_us:
+                while not self._queue or self._busy:  # a direct run sets the wakeup when it ends
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+            busy = just_ran or self._queue[0].busy
+            if busy and self.settings.max_wait_us:
                 await self._fill(loop)
             batch = self._take(loop.time())
-            if batch:
-                await self._execute(loop, batch, self._run if just_ran else self._run_idle)
             just_ran = bool(batch)
+            if batch:
+                self._busy = True
+                try:
+                    await self._execute(loop, batch, self._run if busy else self._run_idle)
+                finally:
+                    self._busy = False
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait for more rows until the batch is full or the oldest row has waited ``max_wait_us``."""
@@ -306,11 +346,7 @@ class Batcher:
             else:
                 await self._execute_singly(batch, fn)
             return
-        seconds = time.perf_counter() - t0
-        self._batch_seconds = (
-            seconds if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * seconds
-        )
-        self._observer.batch(len(batch), sum(len(r.ids) for r in rows), waits, seconds)
+        self._record(rows, waits, time.perf_counter() - t0)
         for i, item in enumerate(batch):
             _settle(item.future, _row_output(out, i, item.row), None)
 

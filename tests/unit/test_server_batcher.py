@@ -288,6 +288,60 @@ async def test_rows_reaching_an_idle_model_run_with_run_idle() -> None:
     await batcher.close()
 
 
+class Recorder:
+    """A ``BatchObserver`` that keeps what it is told."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, list[float]]] = []
+        self.depths: list[int] = []
+
+    def queue_depth(self, rows: int) -> None:
+        self.depths.append(rows)
+
+    def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None:
+        self.batches.append((size, list(queue_waits)))
+
+    def dropped(self, reason: str, rows: int) -> None:
+        pass
+
+
+@sync
+async def test_a_lone_row_on_an_idle_model_skips_the_queue() -> None:
+    fake, seen = FakeRuntime(), Recorder()
+    batcher = Batcher(fake, settings(max_wait_us=1_000_000), observer=seen)
+    for i in range(3):
+        assert (await batcher.submit([row(i)]))[0].tolist() == [i, 4]
+    assert seen.batches == [(1, [0.0])] * 3  # run from the caller's task: no time in a queue
+    assert seen.depths == []
+    assert batcher.pending == 0
+    two = await batcher.submit([row(7), row(8)])  # several rows go through the queue, in one run
+    assert [o.tolist()[0] for o in two] == [7, 8] and fake.batches[-1] == [7, 8]
+    await batcher.close()
+
+
+@sync
+async def test_a_direct_run_keeps_the_model_busy_after_its_caller_left() -> None:
+    fake, idle = FakeRuntime(), FakeRuntime()
+    idle.gate.clear()
+    batcher = Batcher(fake, settings(), run_idle=idle)
+    gone = asyncio.ensure_future(batcher.submit([row(1)]))
+    await asyncio.sleep(0.01)
+    gone.cancel()
+    await asyncio.sleep(0.01)
+    assert batcher.pending == 1  # its run goes on in the thread
+    later = asyncio.ensure_future(batcher.submit([row(2)]))  # queued behind that run: a batch
+    await asyncio.sleep(0.01)
+    assert not later.done()
+    idle.gate.set()
+    assert (await later)[0].tolist() == [2, 4]
+    assert idle.batches == [[1]] and fake.batches == [[2]]
+    with pytest.raises(RuntimeError, match="poisoned"):  # a failing direct run fails its caller only
+        await batcher.submit([row(POISON)])
+    assert (await batcher.submit([row(3)]))[0].tolist() == [3, 4]
+    assert batcher.pending == 0
+    await batcher.close()
+
+
 @sync
 async def test_runs_happen_off_the_event_loop_which_stays_free() -> None:
     threads: list[int] = []
