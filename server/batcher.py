@@ -73,7 +73,8 @@ class NullObserver:
         pass
 
 
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[np.ndarray]", RunFn, Sequence[Row]]
+AfterFn = Callable[[BaseException | None], None]
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[np.ndarray]", RunFn, Sequence[Row], AfterFn | None]
 
 
 class RunThread:
@@ -92,8 +93,11 @@ class RunThread:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def run(self, fn: RunFn, rows: Sequence[Row]) -> asyncio.Future[np.ndarray]:
-        """Queue ``fn(rows)``; the returned future (of the running loop) gets its result or exception."""
+    def run(self, fn: RunFn, rows: Sequence[Row], after: AfterFn | None = None) -> asyncio.Future[np.ndarray]:
+        """Queue ``fn(rows)``; the returned future (of the running loop) gets its result or exception.
+
+        ``after(error)`` is called on the loop once the run is over, even if the future was cancelled.
+        """
         if self._stopped:
             raise RuntimeError(f"{self._name} is stopped")
         if self._thread is None:
@@ -101,7 +105,7 @@ class RunThread:
             self._thread.start()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._jobs.put((loop, future, fn, rows))
+        self._jobs.put((loop, future, fn, rows, after))
         return future
 
     def stop(self) -> None:
@@ -111,13 +115,13 @@ class RunThread:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            loop, future, fn, rows = job
+            loop, future, fn, rows, after = job
             try:
                 result, error = fn(rows), None
             except Exception as exc:
                 result, error = None, exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, result, error)
+                loop.call_soon_threadsafe(_deliver, future, result, error, after)
 
 
 @dataclass(eq=False)
@@ -226,22 +230,20 @@ class Batcher:
 
     async def _run_direct(self, row: Row) -> np.ndarray:
         """Run one row on the idle model from the caller's task (see the module docstring)."""
-        self._busy = True
-        self._pending += 1
         t0 = time.perf_counter()
-        run = self._runner.run(self._run_idle, [row])
 
-        def done(f: asyncio.Future[np.ndarray]) -> None:  # when the thread is done, even if the caller left
+        def after(error: BaseException | None) -> None:  # the run is over, even if the caller left
             self._busy = False
             self._pending -= 1
             if self._queue:
                 self._wakeup.set()
-            if not f.cancelled() and f.exception() is None:
+            if error is None:
                 self._record([row], [0.0], time.perf_counter() - t0)
 
-        run.add_done_callback(done)
-        out = await asyncio.shield(run)
-        return _row_output(out, 0, row)
+        run = self._runner.run(self._run_idle, [row], after)
+        self._busy = True
+        self._pending += 1
+        return _row_output(await run, 0, row)
 
     def _record(self, rows: Sequence[Row], waits: Sequence[float], seconds: float) -> None:
         self._batch_seconds = (
@@ -388,6 +390,18 @@ def split_by_length(lengths: Sequence[int], overhead: int) -> list[list[int]]:
 def _row_output(out: np.ndarray, i: int, row: Row) -> np.ndarray:
     """Row ``i`` of a run's logits; token outputs (``[batch, tokens, labels]``) cut to the row's tokens."""
     return out[i, : len(row.ids)] if out.ndim == 3 else out[i]
+
+
+def _deliver(
+    future: asyncio.Future[np.ndarray],
+    value: np.ndarray | None,
+    exc: BaseException | None,
+    after: AfterFn | None,
+) -> None:
+    """Settle a run's future (which schedules its caller), then tell ``after``."""
+    _settle(future, value, exc)
+    if after is not None:
+        after(exc)
 
 
 def _settle(future: asyncio.Future[np.ndarray], value: np.ndarray | None, exc: BaseException | None) -> None:
