@@ -9,10 +9,10 @@ import argparse
 import json
 from pathlib import Path
 
+from tuneserve import data as datasets
+from tuneserve.evaluation import evaluate_classification, evaluate_ner
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import ModelStore
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate_classification, evaluate_ner
 
 REPO = Path(__file__).resolve().parent.parent
 

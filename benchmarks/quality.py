@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from tuneserve import data as datasets
 from tuneserve.encoding import encode_texts, load_tokenizer
+from tuneserve.evaluation import evaluate
 from tuneserve.exporter.export import ExportConfig, export
 from tuneserve.inference import OnnxModel
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate
 from tuneserve.trainer.train import TrainConfig, TrainResult, torch_logits_fn, train
 
 REPO = Path(__file__).resolve().parent.parent

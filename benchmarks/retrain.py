@@ -33,8 +33,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.demo import DATA, DEMOS
+from tuneserve import data as datasets
+from tuneserve.pipeline.demo import DATA, DEMOS
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc, training_pb2, training_pb2_grpc
 
 TEXTS = [

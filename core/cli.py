@@ -277,7 +277,7 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
         if options[remote_only] is not None:
             raise click.UsageError(f"--{remote_only.replace('_', '-')} needs --server")
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
-    from tuneserve.trainer.data import DataError
+    from tuneserve.data import DataError
     from tuneserve.trainer.train import BaseModelError, TrainConfig
     from tuneserve.trainer.train import train as run_train
 
@@ -361,7 +361,7 @@ def export_cmd(checkpoint: Path, **options) -> None:
 @_opt("--force", env="DEMO_FORCE", is_flag=True, default=False, help="Rebuild even if the models exist.")
 def demo(model_root: Path, force: bool) -> None:
     """Build the default demo models (sentiment, ner) from the data shipped with tuneserve."""
-    from tuneserve.trainer.demo import build_demo_models
+    from tuneserve.pipeline.demo import build_demo_models
 
     for line in build_demo_models(model_root, force=force):
         click.echo(line)

@@ -93,7 +93,7 @@ def _ints(value: Any) -> Any:
 
 def dataset(task: str | None, path: Path | None, uri: str | None, what: str, columns: dict[str, str]) -> Any:
     """A Dataset message: examples read from a local file (sent inline), or a uri on the server."""
-    from tuneserve.trainer import data as datasets
+    from tuneserve import data as datasets
     from tuneserve.v1 import training_pb2
 
     if path and uri:

@@ -17,15 +17,15 @@ from typing import Literal
 
 import structlog
 
+from tuneserve import data as datasets
+from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
+from tuneserve.evaluation import evaluate
 from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
+from tuneserve.progress import Progress, ProgressFn, no_progress
+from tuneserve.quality import primary_metric
 from tuneserve.repository import Manifest, ModelStore, ModelVersion, QuantizationInfo
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate
-from tuneserve.trainer.metrics import primary_metric
-from tuneserve.trainer.progress import Progress, ProgressFn, no_progress
-from tuneserve.trainer.train import CURVE, METRICS, TRAINING_RECORD
 
 log = structlog.get_logger(__name__)
 

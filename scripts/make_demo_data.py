@@ -2,9 +2,9 @@
 
 Running ``python scripts/make_demo_data.py`` (re)writes, byte-identically on every run:
 
-- ``trainer/demo_data/sentiment/{train,validation}.tsv``: header ``text<TAB>label``, labels
+- ``core/pipeline/demo_data/sentiment/{train,validation}.tsv``: header ``text<TAB>label``, labels
   ``negative`` / ``positive``, short English reviews of movies, products, restaurants and services.
-- ``trainer/demo_data/ner/{train,validation}.conll``: ``TOKEN TAG`` lines in IOB2 over PER, ORG, LOC
+- ``core/pipeline/demo_data/ner/{train,validation}.conll``: ``TOKEN TAG`` lines in IOB2 over PER, ORG, LOC
   and MISC, a blank line between sentences, tokenised like CoNLL (punctuation and ``'s`` split off).
 
 All of the text is synthetic: it is composed from hand-written templates and word lists in this file
@@ -37,7 +37,7 @@ NER_VALIDATION_SENTENCES = 350
 MIN_REVIEW_WORDS, MAX_REVIEW_WORDS = 4, 35
 MIN_SENTENCE_TOKENS, MAX_SENTENCE_TOKENS = 5, 30
 
-OUT_DIR = Path(__file__).resolve().parent.parent / "trainer" / "demo_data"
+OUT_DIR = Path(__file__).resolve().parent.parent / "core" / "pipeline" / "demo_data"
 
 # ---------------------------------------------------------------------------------------------------
 # Sentiment

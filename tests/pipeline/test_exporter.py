@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, last_json, run_cli
+from tuneserve.data import DataError
 from tuneserve.encoding import encode_texts
 from tuneserve.exporter.export import ExportConfig, export, int8_rejection
 from tuneserve.exporter.quantize import FP32_FFN_OUTPUT_LAYERS
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import ModelNotFoundError, ModelStore
-from tuneserve.trainer.data import DataError
 
 TEXTS = ["the movie was great", "our dinner was awful and the service slow", "ok", "a joy " * 20]
 

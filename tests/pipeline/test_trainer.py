@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import FIXTURES, last_json, run_cli
-from tuneserve.trainer.progress import Cancelled, Progress
+from tuneserve.progress import Cancelled, Progress
 from tuneserve.trainer.train import BaseModelError, TrainConfig, resolve_base, train
 
 

@@ -1,11 +1,11 @@
-"""Tests for tuneserve.trainer.data: readers, tag normalisation, label sets and DataError reporting."""
+"""Tests for tuneserve.data: readers, tag normalisation, label sets and DataError reporting."""
 
 import pickle
 from pathlib import Path
 
 import pytest
 
-from tuneserve.trainer.data import (
+from tuneserve.data import (
     DataError,
     TextExample,
     TokenExample,

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from tokenizers import Tokenizer
 
+from tuneserve.data import TextExample, TokenExample
 from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions
-from tuneserve.trainer.data import TextExample, TokenExample
-from tuneserve.trainer.metrics import classification_metrics, ner_metrics
+from tuneserve.quality import classification_metrics, ner_metrics
 
 LogitsFn = Callable[[Sequence[Row]], np.ndarray]
 

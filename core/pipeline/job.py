@@ -1,6 +1,6 @@
 """One training job of the Train RPC, run in its own process: train → export → quantize → validate → gate.
 
-The server spawns ``python -m tuneserve.trainer.job SPEC EVENTS_FD`` in a new process group. ``SPEC`` is a
+The server spawns ``python -m tuneserve.pipeline.job SPEC EVENTS_FD`` in a new process group. ``SPEC`` is a
 JSON ``JobSpec``; events go to the pipe ``EVENTS_FD`` as JSON lines (stdout and stderr are the job's log).
 The job publishes the new version into the model store (never as the serving version); promotion is the
 server's, because only the server can load and warm a version before it serves.
@@ -82,7 +82,7 @@ class _Stop:
         return self.requested and not self.final
 
     def check(self) -> None:
-        from tuneserve.trainer.progress import Cancelled
+        from tuneserve.progress import Cancelled
 
         if self():
             raise Cancelled("the job was cancelled")
@@ -90,9 +90,9 @@ class _Stop:
 
 def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
     """Measure the serving version (if any) on the same validation data and decide about promotion."""
+    from tuneserve.data import DataError
     from tuneserve.exporter.export import measure_version
     from tuneserve.repository import ModelStore, StoreError
-    from tuneserve.trainer.data import DataError
 
     store = ModelStore(spec.model_root)
     baseline_version = store.serving_version(spec.model) if spec.model in store.models() else None
@@ -135,9 +135,9 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
     import torch
 
     from tuneserve.exporter.export import ExportConfig, export
+    from tuneserve.progress import Progress
+    from tuneserve.quality import primary_metric
     from tuneserve.repository import Manifest
-    from tuneserve.trainer.metrics import primary_metric
-    from tuneserve.trainer.progress import Progress
     from tuneserve.trainer.train import TrainConfig, train
 
     torch.set_num_threads(max(1, spec.threads))
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
     if os.environ.get("TUNESERVE_JOB_NICE"):
         os.nice(int(os.environ["TUNESERVE_JOB_NICE"]))
     from tuneserve import logs
-    from tuneserve.trainer.progress import Cancelled
+    from tuneserve.progress import Cancelled
 
     logs.configure("info", "json")
     try:

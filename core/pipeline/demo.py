@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tuneserve.exporter.export import ExportConfig, export
+from tuneserve.quality import primary_metric
 from tuneserve.repository import ModelStore
-from tuneserve.trainer.metrics import primary_metric
 from tuneserve.trainer.train import TrainConfig, train
 
 DATA = Path(__file__).parent / "demo_data"
