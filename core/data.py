@@ -8,7 +8,9 @@ Classification (`read_classification`), chosen by extension:
 
 NER (`read_ner`): ``.jsonl`` / ``.json`` objects with ``tokens`` and ``tags`` (alias ``ner_tags``);
 any other file is CoNLL text (token first, tag last, blank line between sentences, ``-DOCSTART-`` skipped).
-Tags in IOB2, IOB1 or IOBES are normalised to IOB2.
+Tags in IOB2, IOB1 or IOBES are normalised to IOB2. Words are whitespace-separated, as the server splits
+raw text: a JSONL token with whitespace in it (``"New York"``) becomes one word per part, the later ones
+continuing its entity (``B-LOC`` → ``B-LOC``, ``I-LOC``).
 
 Files are read as bytes and decoded line by line as UTF-8 (a leading BOM is accepted). Every problem
 raises `DataError`, whose ``str()`` is ``PATH:LINE: message``.
@@ -484,8 +486,19 @@ def _read_ner_jsonl(path: Path, data: bytes) -> list[TokenExample]:
             raise DataError(
                 path, f"invalid tag {e.tag!r} at position {e.index} in {tag_key!r}; {_TAG_EXPECTED}", line
             ) from None
-        out.append(TokenExample(tuple(tokens), iob2, line))
+        out.append(TokenExample(*_whitespace_words(tokens, iob2), line))
     return out
+
+
+def _whitespace_words(tokens: Sequence[str], tags: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split tokens at whitespace (``str.split()``, as served text is); IOB2 tags follow the parts."""
+    words: list[str] = []
+    word_tags: list[str] = []
+    for token, tag in zip(tokens, tags, strict=True):
+        parts = token.split()
+        words += parts
+        word_tags += [tag, *[tag if tag == "O" else f"I-{tag[2:]}"] * (len(parts) - 1)]
+    return tuple(words), tuple(word_tags)
 
 
 def label_set_ner(examples: Iterable[TokenExample]) -> list[str]:

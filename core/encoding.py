@@ -3,16 +3,29 @@
 Texts are truncated to the model's maximum length (and flagged). Pre-split words (NER training data)
 are packed into chunks that fit the maximum length: words past the limit start the next chunk, so no
 word is ever dropped. The first sub-token of each word carries the word's label.
+
+NER words are whitespace-separated (:func:`split_words`): the tokens of CoNLL and JSONL training data,
+and what the server splits raw text into for a model whose manifest says ``"pretokenizer": "whitespace"``.
+The tokenizer's own pre-tokenizer still splits a word into sub-tokens (``@user`` → ``@``, ``user``), but
+only the word's first sub-token is labelled and read.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
+
+_WORD = re.compile(r"\S+")  # \s is str.isspace(), as in str.split()
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Code-point spans ``(start, end)`` of the whitespace-separated words of ``text`` (``text.split()``)."""
+    return [m.span() for m in _WORD.finditer(text)]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 Task = Literal["classification", "ner"]
 Quantization = Literal["int8-dynamic", "int8-static", "fp16", "none"]
+# How served NER text becomes the words whose first sub-token is read: "whitespace" as in training data
+# (tuneserve.encoding.split_words); "tokenizer": the tokenizer's own pre-tokenizer, which also splits at
+# punctuation (versions exported before the field was recorded).
+Pretokenizer = Literal["whitespace", "tokenizer"]
 
 
 class StoreError(Exception):
@@ -80,6 +84,7 @@ class Manifest(BaseModel):
     multi_label: bool = False
     labels: list[str]
     max_length: int
+    pretokenizer: Pretokenizer = "tokenizer"
     base_model: str
     onnx_file: str
     quantization: QuantizationInfo

@@ -230,6 +230,7 @@ def export(
             multi_label=record["multi_label"],
             labels=record["labels"],
             max_length=record["max_length"],
+            pretokenizer="whitespace" if record["task"] == "ner" else "tokenizer",  # the words trained on
             base_model=record["base_model"],
             onnx_file=served,
             quantization=QuantizationInfo(

@@ -107,8 +107,8 @@ class DataPlane:
         with loaded.lease():
             deadline = _deadline(timeout)
             tokenizer = loaded.window_tokenizer or loaded.runtime.tokenizer
-            max_length = loaded.runtime.max_length
-            windows = await _maybe_in_thread(req.texts, _windows, tokenizer, req.texts, max_length)
+            max_length, words = loaded.runtime.max_length, loaded.runtime.manifest.pretokenizer
+            windows = await _maybe_in_thread(req.texts, _windows, tokenizer, req.texts, max_length, words)
             flat = [ner.to_row(w) for ws in windows for w in ws]
             loaded.batcher.check_capacity(len(flat))
             logits = await loaded.batcher.submit(flat, deadline)
@@ -169,8 +169,10 @@ class DataPlane:
         return loaded
 
 
-def _windows(tokenizer: Tokenizer, texts: Sequence[str], max_length: int) -> list[list[ner.Window]]:
-    return [ner.windows(tokenizer, t, max_length) for t in texts]
+def _windows(
+    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pretokenizer: str
+) -> list[list[ner.Window]]:
+    return [ner.windows(tokenizer, t, max_length, pretokenizer=pretokenizer) for t in texts]
 
 
 def _entities(

@@ -14,9 +14,13 @@ Aggregation has the meaning of the transformers token-classification pipeline's 
   sub-tokens' averaged probabilities / the tag of its most confident sub-token; words are then grouped
   like tokens in ``simple``, so entities start and end on word boundaries; score = mean of word scores.
 
-An I-X after O or after another type starts a new entity, as B-X does; O is never an entity. Words are
-the tokenizer's own (its pre-tokenizer, via ``word_ids``) rather than the pipeline's string-length
-heuristic.
+An I-X after O or after another type starts a new entity, as B-X does; O is never an entity.
+
+Words: with ``pretokenizer="whitespace"`` (what the exporter records for NER models) the words are the
+text's whitespace-separated tokens, encoded exactly as training encodes its CoNLL/JSONL tokens, so a word
+with punctuation in it (``@user``, ``New-York``, ``U.S.``) is read at its first sub-token, as it was
+labelled, and an entity spans whole words, punctuation included. With ``"tokenizer"`` (manifests from
+before the field) the words are the tokenizer's own pre-tokens, which split at punctuation too.
 
 Offsets: ``start``/``end`` count Unicode code points (Python ``str`` indices; the ``tokenizers`` Python
 offsets already do), end exclusive, and ``text == input[start:end]`` always. An entity's end is moved
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from tuneserve.encoding import Row
+from tuneserve.encoding import Row, split_words
 from tuneserve.server.tasks.classify import softmax
 
 AGGREGATIONS = ("simple", "first", "average", "max")
@@ -106,16 +110,29 @@ def window_tokenizer(tokenizer: Tokenizer, max_length: int, stride: int | None =
     return copy
 
 
-def windows(tokenizer: Tokenizer, text: str, max_length: int, stride: int | None = None) -> list[Window]:
+def windows(
+    tokenizer: Tokenizer,
+    text: str,
+    max_length: int,
+    stride: int | None = None,
+    pretokenizer: str = "tokenizer",
+) -> list[Window]:
     """Split ``text`` into overlapping windows of at most ``max_length`` tokens (at least one window).
 
     ``stride`` is the overlap in tokens (default: :func:`default_stride`). A tokenizer from
     :func:`window_tokenizer` with the same settings is used as is; any other is copied and configured.
+    ``pretokenizer`` is the manifest's: ``"whitespace"`` or ``"tokenizer"`` (see the module's docstring).
     """
     stride = _stride(tokenizer, max_length, stride)
     if not _is_windowing(tokenizer, max_length, stride):
         tokenizer = window_tokenizer(tokenizer, max_length, stride)
-    first = tokenizer.encode(text)
+    if pretokenizer == "whitespace":
+        spans = split_words(text)
+        first = tokenizer.encode([text[a:b] for a, b in spans], is_pretokenized=True)
+    elif pretokenizer == "tokenizer":
+        spans, first = None, tokenizer.encode(text)
+    else:
+        raise ValueError(f"unknown pretokenizer {pretokenizer!r}; expected 'whitespace' or 'tokenizer'")
     encodings = [first, *first.overflowing]
     content = [_content(e) for e in encodings]
     # Global index of each window's first content token: consecutive windows share `stride` tokens.
@@ -128,7 +145,7 @@ def windows(tokenizer: Tokenizer, text: str, max_length: int, stride: int | None
         Window(
             ids=e.ids,
             type_ids=e.type_ids,
-            offsets=e.offsets,
+            offsets=e.offsets if spans is None else _in_text(e, spans),
             word_ids=e.word_ids,
             first_token=cuts[k],
             keep_from=lo + cuts[k] - starts[k],
@@ -209,6 +226,14 @@ def _is_windowing(tokenizer: Tokenizer, max_length: int, stride: int) -> bool:
         and t["stride"] == stride
         and t["direction"] == "right"
     )
+
+
+def _in_text(encoding: Encoding, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Offsets of a pre-tokenized encoding (relative to each word) as offsets into the whole text."""
+    return [
+        (s, e) if w is None else (spans[w][0] + s, spans[w][0] + e)
+        for (s, e), w in zip(encoding.offsets, encoding.word_ids, strict=True)
+    ]
 
 
 def _content(encoding: Encoding) -> tuple[int, int]:

@@ -117,7 +117,9 @@ def test_extract_entities_equals_direct_onnx(
     reply = server.inference.ExtractEntities(request, timeout=30)
     assert reply.model == "tiny-ner" and len(reply.results) == len(NER_TEXTS)
     tokenizer = ner.window_tokenizer(model.tokenizer, max_length)
-    windows = [ner.windows(tokenizer, t, max_length) for t in NER_TEXTS]
+    words = ModelStore(model_store).open_version("tiny-ner").manifest.pretokenizer
+    assert words == "whitespace"
+    windows = [ner.windows(tokenizer, t, max_length, pretokenizer=words) for t in NER_TEXTS]
     assert len(windows[-1]) > 3, "the long text must span several windows"
     rows = [ner.to_row(w) for ws in windows for w in ws]
     logits = as_the_server_runs(model, rows)  # the whole request, as the idle server runs it

@@ -57,6 +57,7 @@ def test_manifest_records_everything(model_store: Path) -> None:
     assert m.training["hyperparameters"]["learning_rate"] == 1e-3
     ner = store.open_version("tiny-ner").manifest
     assert ner.task == "ner" and ner.labels[0] == "O" and "entity_f1" in ner.metrics["onnx_fp32"]
+    assert ner.pretokenizer == "whitespace"  # served text is split into words as the training data was
 
 
 def test_onnx_matches_pytorch(model_store: Path, trained: dict[str, Path]) -> None:

@@ -142,6 +142,23 @@ def test_jsonl_ner(tmp_path: Path) -> None:
     ]
 
 
+def test_jsonl_ner_tokens_are_split_at_whitespace_like_served_text(tmp_path: Path) -> None:
+    content = (
+        '{"tokens": ["in", "New York", " City", "@user", "U.S."], '
+        '"tags": ["O", "B-LOC", "I-LOC", "S-PER", "B-LOC"]}\n'
+        '{"tokens": ["a b", "c"], "tags": ["O", "O"]}\n'
+    )
+    examples = read_ner(write(tmp_path, "t.jsonl", content))
+    assert examples == [
+        TokenExample(
+            ("in", "New", "York", "City", "@user", "U.S."),
+            ("O", "B-LOC", "I-LOC", "I-LOC", "B-PER", "B-LOC"),
+            1,
+        ),
+        TokenExample(("a", "b", "c"), ("O", "O", "O"), 2),
+    ]
+
+
 def ner_tags(tmp_path: Path, tags: list[str]) -> tuple[str, ...]:
     content = "".join(f"w{i} {tag}\n" for i, tag in enumerate(tags))
     [example] = read_ner(write(tmp_path, "tags.txt", content))

