@@ -1,7 +1,10 @@
 """Wiring of the gRPC server, and its life: start, load, serve, drain, stop.
 
 Start-up: the port is bound and health answers NOT_SERVING at once; the serving version of every model is
-then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Two log
+then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Each model
+has its own health entry, the service name being the model's name: SERVING while a version of it serves.
+With ``strict_readiness``, overall health and InferenceService stay NOT_SERVING while any model has no
+version serving (its serving version failed to load); ModelService stays SERVING so it can be fixed. Two log
 lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M, "tls": T, "auth": A}``
 (T: off, tls or mtls, see ``tls.py``; A: off, privileged or all, see ``auth.py``) and, once ready,
 ``{"event": "serving", ...}`` with the ports.
@@ -74,6 +77,8 @@ class App:
         self.metrics_port = 0
         self._metrics_server: MetricsServer | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.models.on_change = self._sync_health
         # Token and certificate files are read now: a bad one stops start-up before anything listens.
         self.auth = Authenticator.from_settings(settings.auth)
         self._credentials = tls.server_credentials(settings.tls)
@@ -136,10 +141,12 @@ class App:
         if self.training is not None:
             await self.training.start()
             await self.health.set(TRAINING, SERVING)
-        for service in READY_SERVICES:
-            await self.health.set(service, SERVING)
+        await self.health.set(MODEL, SERVING)
+        await self._sync_health()
         if self.settings.store_poll_interval_s > 0:
             self._follower = asyncio.create_task(self._follow_store(self.settings.store_poll_interval_s))
+        if self.settings.loaded_version_idle_s > 0:
+            self._sweeper = asyncio.create_task(self._unload_idle(self.settings.loaded_version_idle_s))
         log.info(
             "serving",
             port=self.port,
@@ -147,6 +154,26 @@ class App:
             models=self.models.names(),
             startup_s=round(time.perf_counter() - self._started, 3),
         )
+
+    async def _sync_health(self) -> None:
+        """Per-model entries; overall and InferenceService (strict readiness: not while a model is down)."""
+        if not self.models.ready:
+            return
+        for name in self.models.names():
+            await self.health.set(name, SERVING if self.models.serving(name) else NOT_SERVING)
+        down = self.models.down()
+        ready = not (self.settings.strict_readiness and down)
+        for service in ("", INFERENCE):
+            await self.health.set(service, SERVING if ready else NOT_SERVING)
+
+    async def _unload_idle(self, idle: float) -> None:
+        """Unload versions loaded for calls that named them once idle (see ``loaded_version_idle_s``)."""
+        while True:
+            await asyncio.sleep(min(max(idle / 4, 0.1), 30.0))
+            try:
+                await self.models.unload_idle()
+            except Exception:
+                log.exception("unloading idle versions failed")
 
     async def _follow_store(self, interval: float) -> None:
         """Every ``interval`` seconds, switch to serving versions set in the store by another process."""
@@ -163,10 +190,11 @@ class App:
         log.info("draining", in_flight=self.traffic.in_flight, grace_period_s=grace)
         self.traffic.draining = True
         await self.health.enter_graceful_shutdown()
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
+        for task in (self._follower, self._sweeper):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.training is not None:
             await self.training.stop_jobs()
         finished = await self.traffic.wait_idle(grace)

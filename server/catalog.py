@@ -36,8 +36,9 @@ class VersionInfo:
 class ModelInfo:
     name: str
     task: str
-    serving_version: int
+    serving_version: int  # 0 when no version serves here
     versions: list[VersionInfo]
+    load_error: str = ""  # why the serving version recorded in the store is not serving here
 
 
 class Catalog:
@@ -76,25 +77,14 @@ class Catalog:
         if live is None or live.version != version:
             try:
                 await self.registry.promote(name, version)
-            except StoreError as exc:
+            except (StoreError, OSError) as exc:
                 raise GateFailed(f"version {version} of {name!r} cannot serve: {exc}") from exc
         return await self._describe(name)
 
     async def delete(self, name: str, version: int) -> None:
         """Remove a kept version that is not serving (its number is never reused)."""
         await self._kept(name, version)
-        live = self.registry.serving(name)
-        serving = live.version if live else await asyncio.to_thread(self.store.serving_version, name)
-        if version == serving:
-            raise GateFailed(
-                f"version {version} is the serving version of {name!r}; set another serving version "
-                "(SetServingVersion) before deleting it"
-            )
-        await self.registry.forget(name, version)
-        try:
-            await asyncio.to_thread(self.store.delete_version, name, version)
-        except StoreError as exc:
-            raise GateFailed(str(exc)) from exc
+        await self.registry.delete(name, version)
         self._manifests.pop((name, version), None)
         log.info("version deleted", model=name, version=version)
 
@@ -127,16 +117,18 @@ class Catalog:
             )
 
     async def _describe(self, name: str) -> ModelInfo:
-        versions = await asyncio.to_thread(self.store.versions, name)
+        # Only a version that serves here is reported as serving, never one that failed to load; and it is
+        # always listed (from memory, even if another process removed its folder).
         live = self.registry.serving(name)
-        serving = live.version if live else (await asyncio.to_thread(self.store.serving_version, name) or 0)
+        serving = live.version if live else 0
+        versions = sorted({*await asyncio.to_thread(self.store.versions, name), serving} - {0})
         infos = []
         for v in versions:
             manifest = await self._manifest(name, v)
             if manifest is not None:
                 infos.append(self._version(name, manifest, serving))
         task = infos[-1].manifest.task if infos else ""
-        return ModelInfo(name, task, serving, infos)
+        return ModelInfo(name, task, serving, infos, self.registry.load_error(name))
 
     def _version(self, name: str, manifest: Manifest, serving: int) -> VersionInfo:
         loaded = self.registry.loaded(name, manifest.version)

@@ -93,6 +93,7 @@ def model(info: ModelInfo) -> model_pb2.Model:
         task=TASKS.get(info.task, common_pb2.TASK_UNSPECIFIED),
         serving_version=info.serving_version,
         versions=[model_version(v) for v in info.versions],
+        load_error=info.load_error,
     )
 
 

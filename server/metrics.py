@@ -107,6 +107,20 @@ class Metrics:
             ["model", "result"],
             registry=registry,
         )
+        self.load_failures = Counter(
+            "tuneserve_model_load_failures",
+            "Model versions that failed to load (verification, ONNX Runtime session or warmup), at start-up, "
+            "from the store, on promotion or for a call naming the version.",
+            ["model"],
+            registry=registry,
+        )
+        self.load_failed = Gauge(
+            "tuneserve_model_load_failed",
+            "1 while the serving version recorded in the store for a model failed to load here (an older "
+            "version may serve: --on-load-failure), else 0.",
+            ["model"],
+            registry=registry,
+        )
         self.training_jobs = Gauge(
             "tuneserve_training_jobs", "Training jobs queued or running.", ["state"], registry=registry
         )

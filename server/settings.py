@@ -232,6 +232,29 @@ class Settings(BaseSettings):
         "replica on the same volume) set in the model store, and switch to them (0: never).",
     )
     max_stream_in_flight: int = Field(32, ge=1, description="Requests of one stream processed concurrently.")
+    on_load_failure: Literal["unavailable", "serve-previous"] = Field(
+        "unavailable",
+        description="When a model's serving version fails to load (a corrupt file): unavailable: its calls "
+        "get UNAVAILABLE; serve-previous: serve the newest intact version before it (logged as an error).",
+    )
+    strict_readiness: bool = Field(
+        False,
+        description="Overall health and InferenceService report NOT_SERVING while any model has no version "
+        "serving (its serving version failed to load). Each model's own health entry (service name = "
+        "model name) says this either way.",
+    )
+    max_loaded_versions: int = Field(
+        2,
+        ge=1,
+        description="Versions of one model kept loaded besides the serving one, for calls that name a "
+        "version; beyond, the least recently used is unloaded once its calls finish.",
+    )
+    loaded_version_idle_s: float = Field(
+        300.0,
+        ge=0,
+        description="A version loaded for calls that name it (not the serving one) is unloaded after this "
+        "many seconds without calls (0: never).",
+    )
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)

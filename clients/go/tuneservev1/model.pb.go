@@ -29,10 +29,16 @@ type Model struct {
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// What the model predicts; the same for every version.
 	Task Task `protobuf:"varint,2,opt,name=task,proto3,enum=tuneserve.v1.Task" json:"task,omitempty"`
-	// The version that requests with version 0 get; 0 if none serves yet.
+	// The version that requests with version 0 get on this server; 0 if none serves. Always one of
+	// `versions`.
 	ServingVersion int64 `protobuf:"varint,3,opt,name=serving_version,json=servingVersion,proto3" json:"serving_version,omitempty"`
 	// The kept versions, oldest (lowest number) first.
-	Versions      []*ModelVersion `protobuf:"bytes,4,rep,name=versions,proto3" json:"versions,omitempty"`
+	Versions []*ModelVersion `protobuf:"bytes,4,rep,name=versions,proto3" json:"versions,omitempty"`
+	// Why the serving version recorded in the model store does not serve on this server: the error of its
+	// last load attempt, e.g. a checksum mismatch. Empty when it serves. While it is set, either no version
+	// serves (calls get UNAVAILABLE) or an older intact version does (the server's --on-load-failure
+	// serve-previous).
+	LoadError     string `protobuf:"bytes,5,opt,name=load_error,json=loadError,proto3" json:"load_error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -93,6 +99,13 @@ func (x *Model) GetVersions() []*ModelVersion {
 		return x.Versions
 	}
 	return nil
+}
+
+func (x *Model) GetLoadError() string {
+	if x != nil {
+		return x.LoadError
+	}
+	return ""
 }
 
 // ModelVersion describes one immutable version of a model, as recorded in its manifest.
@@ -637,12 +650,14 @@ var File_tuneserve_v1_model_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_model_proto_rawDesc = "" +
 	"\n" +
-	"\x18tuneserve/v1/model.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xa4\x01\n" +
+	"\x18tuneserve/v1/model.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xc3\x01\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12'\n" +
 	"\x0fserving_version\x18\x03 \x01(\x03R\x0eservingVersion\x126\n" +
-	"\bversions\x18\x04 \x03(\v2\x1a.tuneserve.v1.ModelVersionR\bversions\"\x8a\x04\n" +
+	"\bversions\x18\x04 \x03(\v2\x1a.tuneserve.v1.ModelVersionR\bversions\x12\x1d\n" +
+	"\n" +
+	"load_error\x18\x05 \x01(\tR\tloadError\"\x8a\x04\n" +
 	"\fModelVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x16\n" +
