@@ -4,37 +4,56 @@ Layout::
 
     <root>/<name>/<version>/        integer versions, never reused, immutable once renamed into place
         manifest.json               task, labels, ONNX file served, metrics, checksums of every file
+        manifest.sha256             sha256 of manifest.json's exact bytes (``sha256sum -c`` reads it)
+        manifest.sig                optional: Ed25519 signature of that digest (see ``signing``)
         model.onnx, model_int8.onnx, tokenizer.json, config.json, ...
     <root>/<name>/serving.json      {"version": N}: the version served, replaced atomically
     <root>/<name>/last_version      highest version ever published, so deleted numbers are not reused
     <root>/<name>/.tmp-<uuid>/      a version being written; never loaded, removed by ``clean()``
+        .writer.lock                flock-ed by the live writer, so ``clean()`` never removes its folder
 
-A version is written into ``.tmp-<uuid>``, its checksums recorded in the manifest, everything fsynced,
-and only then renamed to its number: a reader sees a whole folder or none. ``open_version`` re-checks
-every checksum, so a torn or tampered folder is refused with a clear error rather than served.
+A version is written into ``.tmp-<uuid>``, its checksums recorded in the manifest, the manifest's own
+digest beside it, everything fsynced, and only then renamed to its number: a reader sees a whole folder or
+none. ``open_version`` re-checks the manifest's digest (and signature, when the store has a key) and every
+checksum, so a torn or tampered folder is refused with a clear error rather than served.
 
 This module imports neither torch nor onnxruntime: the serving install and the trainer both use it.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneserve import signing
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.sha256"
+MANIFEST_SIGNATURE = "manifest.sig"
+WRITER_LOCK = ".writer.lock"
+PUBLISH_LOCK = ".publish.lock"
+STALE_STAGING_S = 3600.0  # a staging folder untouched this long, with no live writer, is removed by clean()
+_LOCKLESS_S = 60.0
+_NOT_CHECKSUMMED = {MANIFEST, MANIFEST_DIGEST, MANIFEST_SIGNATURE, WRITER_LOCK}
 SERVING = "serving.json"
 LAST_VERSION = "last_version"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -45,6 +64,7 @@ Quantization = Literal["int8-dynamic", "int8-static", "fp16", "none"]
 # (tuneserve.encoding.split_words); "tokenizer": the tokenizer's own pre-tokenizer, which also splits at
 # punctuation (versions exported before the field was recorded).
 Pretokenizer = Literal["whitespace", "tokenizer"]
+Int8Target = Literal["avx2", "avx512", "avx512-vnni", "arm64"]
 
 
 class StoreError(Exception):
@@ -71,6 +91,7 @@ class QuantizationInfo(BaseModel):
     served: Quantization
     method: str = ""  # e.g. "dynamic int8, per-channel, avx512_vnni config"
     fallback_reason: str | None = None
+    target: Int8Target | None = None  # the CPU instruction set an int8 file was made for
 
 
 class Manifest(BaseModel):
@@ -146,10 +167,13 @@ def check_name(name: str) -> str:
 
 
 class ModelStore:
-    """Versioned model folders under one root directory."""
+    """Versioned model folders under one root directory.
 
-    def __init__(self, root: str | Path) -> None:
+    With ``verify_key`` (an Ed25519 public key), only versions signed by its private key open."""
+
+    def __init__(self, root: str | Path, verify_key: Ed25519PublicKey | None = None) -> None:
         self.root = Path(root)
+        self.verify_key = verify_key
 
     def models(self) -> list[str]:
         if not self.root.is_dir():
@@ -177,40 +201,73 @@ class ModelStore:
     def staging(self, name: str, tag: str | None = None) -> Iterator[Path]:
         """A fresh ``.tmp-<tag or uuid>`` folder to write a version into; removed if the block raises.
 
+        The folder's ``.writer.lock`` stays locked (``flock``) until the block ends, so ``clean()`` in any
+        process leaves it alone; the kernel releases the lock when the writer dies, however it dies.
         A known ``tag`` (a training job's id) lets whoever started the writer remove its folder after a
         crash: ``staging_path(name, tag)``."""
         path = self.staging_path(name, tag or uuid.uuid4().hex)
         path.mkdir(parents=True)
+        lock = os.open(path / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             yield path
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
             raise
+        finally:
+            os.close(lock)
 
     def staging_path(self, name: str, tag: str) -> Path:
         return self.root / check_name(name) / f".tmp-{tag}"
 
-    def publish(self, name: str, staged: Path, manifest: Manifest, *, serve_if_first: bool = True) -> int:
+    def publish(
+        self,
+        name: str,
+        staged: Path,
+        manifest: Manifest,
+        *,
+        serve_if_first: bool = True,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> int:
         """Checksum, fsync and rename a staged folder into the next version number; return it.
 
-        The manifest is completed here (name, version, checksums of every file). If the model had no
-        serving version and ``serve_if_first`` is true, the new version becomes the serving one.
+        The manifest is completed here (name, version, checksums of every file), its own sha256 written
+        to ``manifest.sha256`` and, with ``signing_key``, that digest's signature to ``manifest.sig``. If
+        the model had no serving version and ``serve_if_first`` is true, the new version becomes the
+        serving one.
         """
         folder = self.root / check_name(name)
-        files = sorted(p for p in staged.rglob("*") if p.is_file() and p.name != MANIFEST)
+        files = sorted(
+            p
+            for p in staged.rglob("*")
+            if p.is_file() and p.relative_to(staged).as_posix() not in _NOT_CHECKSUMMED
+        )
         checksums = {p.relative_to(staged).as_posix(): sha256_file(p) for p in files}
         if manifest.onnx_file not in checksums:
             raise IntegrityError(f"staged folder has no {manifest.onnx_file}")
-        version = max([self._last_version(name), *self.versions(name)]) + 1
-        final = manifest.model_copy(update={"name": name, "version": version, "files": checksums})
-        (staged / MANIFEST).write_text(final.model_dump_json(indent=2))
-        for p in [*files, staged / MANIFEST]:
-            with p.open("rb") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(staged)
-        os.rename(staged, folder / str(version))
-        _fsync_dir(folder)
-        write_atomic(folder / LAST_VERSION, str(version).encode())
+        # Number, rename and last_version under one lock, so concurrent publishers never pick one number.
+        with _locked(folder / PUBLISH_LOCK):
+            version = max([self._last_version(name), *self.versions(name)]) + 1
+            final = manifest.model_copy(update={"name": name, "version": version, "files": checksums})
+            data = final.model_dump_json(indent=2).encode()
+            digest = hashlib.sha256(data).hexdigest()
+            (staged / MANIFEST).write_bytes(data)
+            (staged / MANIFEST_DIGEST).write_text(f"{digest}  {MANIFEST}\n")
+            written = [*files, staged / MANIFEST, staged / MANIFEST_DIGEST]
+            if signing_key is not None:
+                signature = signing.sign_digest(signing_key, digest)
+                (staged / MANIFEST_SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
+                written.append(staged / MANIFEST_SIGNATURE)
+            for p in written:
+                with p.open("rb") as f:
+                    os.fsync(f.fileno())
+            _fsync_dir(staged)
+            os.rename(staged, folder / str(version))
+            # Unlocked only once renamed: until then clean() sees a folder with a held lock.
+            (folder / str(version) / WRITER_LOCK).unlink(missing_ok=True)
+            _fsync_dir(folder / str(version))
+            _fsync_dir(folder)
+            write_atomic(folder / LAST_VERSION, str(version).encode())
         if serve_if_first and self.serving_version(name) is None:
             self.set_serving_version(name, version)
         return version
@@ -225,7 +282,7 @@ class ModelStore:
         if not path.is_dir():
             known = ", ".join(map(str, self.versions(name))) or "none"
             raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {known})")
-        return verify(path)
+        return verify(path, self.verify_key)
 
     def delete_version(self, name: str, version: int) -> None:
         if self.serving_version(name) == version:
@@ -238,13 +295,22 @@ class ModelStore:
         os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def clean(self) -> list[Path]:
-        """Remove leftover ``.tmp-*`` folders of interrupted writes; return what was removed."""
+    def clean(self, older_than_s: float = STALE_STAGING_S) -> list[Path]:
+        """Remove the ``.tmp-*`` folders of dead writers; return what was removed.
+
+        A folder goes only when nothing changed in it for ``older_than_s`` seconds AND no process holds
+        its ``.writer.lock`` (a live writer always does); the lock is held while it is removed, so a
+        writer cannot be starting in it. The age also guards file systems where ``flock`` does not
+        reach other hosts.
+        """
         removed = []
+        now = time.time()
         for name in self.models():
-            for p in (self.root / name).glob(".tmp-*"):
-                shutil.rmtree(p, ignore_errors=True)
-                removed.append(p)
+            for path in (self.root / name).glob(".tmp-*"):
+                with contextlib.suppress(FileNotFoundError):
+                    age = now - path.stat().st_mtime
+                    if age >= older_than_s and _remove_unlocked(path, age):
+                        removed.append(path)
         return removed
 
     def _last_version(self, name: str) -> int:
@@ -252,13 +318,85 @@ class ModelStore:
         return int(path.read_text()) if path.exists() else 0
 
 
-def verify(path: Path) -> ModelVersion:
-    """Read a version folder's manifest and check every file's sha256; raise IntegrityError if off."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_unlocked(path: Path, age: float) -> bool:
+    """Remove a staging folder unless its writer lock is held; whether it was removed.
+
+    A folder without a lock file is a ``delete_version`` leftover, or a writer's in the instant between
+    creating its folder and locking it: it goes only once older than ``_LOCKLESS_S``."""
+    try:
+        lock = os.open(path / WRITER_LOCK, os.O_RDWR)
+    except FileNotFoundError:
+        if age < _LOCKLESS_S:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    finally:
+        os.close(lock)
+
+
+def _manifest_digest(path: Path) -> str:
+    """The digest recorded at publish time in ``manifest.sha256``."""
+    try:
+        recorded = (path / MANIFEST_DIGEST).read_text().split()
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"{path} has no {MANIFEST_DIGEST}: its manifest is not covered by a checksum (published by an "
+            "older tuneserve, or removed); export it again"
+        ) from None
+    if len(recorded) != 2 or recorded[1] != MANIFEST or not re.fullmatch(r"[0-9a-f]{64}", recorded[0]):
+        raise IntegrityError(f"{path / MANIFEST_DIGEST} is not '<sha256 hex>  {MANIFEST}'")
+    return recorded[0]
+
+
+def _check_signature(path: Path, digest: str, key: Ed25519PublicKey) -> None:
+    try:
+        signature = base64.b64decode((path / MANIFEST_SIGNATURE).read_text().strip(), validate=True)
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"{path} is not signed ({MANIFEST_SIGNATURE} is missing) and this store requires signed versions"
+        ) from None
+    except ValueError as exc:
+        raise IntegrityError(f"{path / MANIFEST_SIGNATURE} is not base64: {exc}") from exc
+    if not signing.signature_matches(key, digest, signature):
+        raise IntegrityError(f"{path}: {MANIFEST_SIGNATURE} does not verify with the configured public key")
+
+
+def verify(path: Path, verify_key: Ed25519PublicKey | None = None) -> ModelVersion:
+    """Read a version folder's manifest, check its digest (and signature, with ``verify_key``) and every
+    file's sha256; raise IntegrityError if anything is off."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise IntegrityError(f"{path} has no {MANIFEST}: not a complete model version")
+    data = manifest_path.read_bytes()  # checked and parsed from the same bytes
+    recorded = _manifest_digest(path)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != recorded:
+        raise IntegrityError(
+            f"{path}: {MANIFEST} was changed after publishing (its sha256 is {actual[:12]}…, "
+            f"{MANIFEST_DIGEST} says {recorded[:12]}…)"
+        )
+    if verify_key is not None:
+        _check_signature(path, recorded, verify_key)
     try:
-        manifest = Manifest.model_validate_json(manifest_path.read_text())
+        manifest = Manifest.model_validate_json(data)
     except ValueError as exc:
         raise IntegrityError(f"{manifest_path} is not a valid manifest: {exc}") from exc
     if manifest.schema_version != SCHEMA_VERSION:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tuneserve import signing
 from tuneserve.repository import (
+    MANIFEST_DIGEST,
+    MANIFEST_SIGNATURE,
+    STALE_STAGING_S,
+    WRITER_LOCK,
     IntegrityError,
     Manifest,
     ModelNotFoundError,
@@ -115,12 +129,58 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     assert not list((tmp_path / "m").glob(".tmp-*"))
 
 
-def test_clean_removes_leftovers_of_killed_writers(tmp_path: Path) -> None:
+def test_clean_removes_old_leftovers_only(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     _publish(store)
     (tmp_path / "m" / ".tmp-dead").mkdir()
+    assert store.clean() == []  # fresh: it may be a writer that has not locked its folder yet
+    old = time.time() - STALE_STAGING_S - 1
+    os.utime(tmp_path / "m" / ".tmp-dead", (old, old))
     assert [p.name for p in store.clean()] == [".tmp-dead"]
     assert store.versions("m") == [1]
+    assert not (tmp_path / "m" / "1" / WRITER_LOCK).exists()
+
+
+def test_clean_never_removes_a_live_writers_folder(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    for _ in range(50):
+        with store.staging("m") as staged:
+            (staged / "model.onnx").write_bytes(b"onnx")
+            assert store.clean(older_than_s=0) == []
+            assert (staged / "model.onnx").is_file()
+            store.publish("m", staged, _manifest())
+    assert store.versions("m") == list(range(1, 51))
+    (tmp_path / "m" / ".tmp-dead").mkdir()
+    (tmp_path / "m" / ".tmp-dead" / WRITER_LOCK).touch()  # locked by a writer that died
+    assert [p.name for p in store.clean(older_than_s=0)] == [".tmp-dead"]
+
+
+def test_clean_racing_writers_in_other_processes_removes_none_of_theirs(tmp_path: Path) -> None:
+    """Writer processes publish at machine speed while this one cleans with no age limit: every version
+    they publish must be whole, and no staging folder of a live writer may go."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from tuneserve.repository import ModelStore, Manifest, QuantizationInfo
+        store = ModelStore(sys.argv[1])
+        q = QuantizationInfo(requested="none", served="none")
+        m = Manifest(name="m", task="classification", labels=["a", "b"], max_length=16, base_model="t",
+                     onnx_file="model.onnx", quantization=q)
+        for i in range(40):
+            with store.staging("m") as staged:
+                (staged / "model.onnx").write_bytes(b"x" * 4096)
+                (staged / "tokenizer.json").write_text("{}")
+                store.publish("m", staged, m)
+        """
+    )
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(2)]
+    store = ModelStore(tmp_path)
+    while any(w.poll() is None for w in writers):
+        store.clean(older_than_s=0)
+    assert [w.returncode for w in writers] == [0, 0]
+    assert store.versions("m") == list(range(1, 81))
+    for v in store.versions("m"):
+        assert set(store.open_version("m", v).manifest.files) == {"model.onnx", "tokenizer.json"}
 
 
 def test_bad_names_and_unknown_models(tmp_path: Path) -> None:
@@ -129,3 +189,102 @@ def test_bad_names_and_unknown_models(tmp_path: Path) -> None:
         pass
     with pytest.raises(ModelNotFoundError, match="no serving version"):
         store.open_version("nope")
+
+
+def _edit_manifest(path: Path, change) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["labels"].__setitem__(0, "z"),  # a label renamed
+        lambda m: m["labels"].reverse(),  # label order reversed: every prediction flipped
+        lambda m: m.__setitem__("max_length", 512),
+    ],
+    ids=["renamed-label", "reversed-labels", "max-length"],
+)
+def test_an_edited_manifest_is_refused(tmp_path: Path, change) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    _edit_manifest(tmp_path / "m" / "1", change)
+    with pytest.raises(IntegrityError, match=r"manifest\.json was changed after publishing"):
+        store.open_version("m", 1)
+    with pytest.raises(IntegrityError):
+        store.set_serving_version("m", 1)
+
+
+def test_the_manifest_digest_is_sha256sum_format_and_required(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    _publish(store)
+    folder = tmp_path / "m" / "1"
+    check = subprocess.run(["sha256sum", "-c", MANIFEST_DIGEST], cwd=folder, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (folder / MANIFEST_DIGEST).write_text("nonsense\n")
+    with pytest.raises(IntegrityError, match=r"is not '<sha256 hex>  manifest\.json'"):
+        store.open_version("m", 1)
+    (folder / MANIFEST_DIGEST).unlink()
+    with pytest.raises(IntegrityError, match=r"has no manifest\.sha256"):
+        store.open_version("m", 1)
+
+
+def _keys(tmp_path: Path, name: str = "k") -> tuple[Path, Path]:
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def _publish_signed(store: ModelStore, key: Path | None) -> int:
+    with store.staging("m") as staged:
+        (staged / "model.onnx").write_bytes(b"onnx")
+        signer = signing.load_private_key(key) if key else None
+        return store.publish("m", staged, _manifest(), signing_key=signer)
+
+
+def test_a_store_with_a_verify_key_opens_only_versions_signed_by_its_private_key(tmp_path: Path) -> None:
+    private, public = _keys(tmp_path, "ours")
+    other, _ = _keys(tmp_path, "theirs")
+    root = tmp_path / "store"
+    writer = ModelStore(root)
+    assert _publish_signed(writer, private) == 1
+    assert _publish_signed(writer, None) == 2
+    assert _publish_signed(writer, other) == 3
+    reader = ModelStore(root, verify_key=signing.load_public_key(public))
+    assert reader.open_version("m", 1).manifest.version == 1
+    with pytest.raises(IntegrityError, match="is not signed"):
+        reader.open_version("m", 2)
+    with pytest.raises(IntegrityError, match="does not verify"):
+        reader.open_version("m", 3)
+    # A writer without the key who recomputes the digest after editing the manifest is still refused.
+    folder = root / "m" / "1"
+    _edit_manifest(folder, lambda m: m["labels"].reverse())
+    digest = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+    (folder / MANIFEST_DIGEST).write_text(f"{digest}  manifest.json\n")
+    assert ModelStore(root).open_version("m", 1).manifest.labels == ["b", "a"]  # the digest alone: fooled
+    with pytest.raises(IntegrityError, match="does not verify"):
+        reader.open_version("m", 1)
+    (folder / MANIFEST_SIGNATURE).write_text(base64.b64encode(b"x" * 64).decode())
+    with pytest.raises(IntegrityError, match="does not verify"):
+        reader.open_version("m", 1)
+
+
+def test_key_files_that_are_not_ed25519_pem_are_refused(tmp_path: Path) -> None:
+    private, public = _keys(tmp_path)
+    with pytest.raises(signing.SigningError, match="not a PEM public key"):
+        signing.load_public_key(private)
+    with pytest.raises(signing.SigningError, match="not an unencrypted PEM private key"):
+        signing.load_private_key(public)
+    with pytest.raises(signing.SigningError, match="cannot read key file"):
+        signing.load_public_key(tmp_path / "missing.pem")
