@@ -5,6 +5,7 @@ only metrics the server exports."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -228,3 +229,35 @@ def test_dashboard_and_alerts_query_only_exported_metrics(where: str, expr: str)
     used = set(re.findall(r"\btuneserve_[a-z0-9_]+", expr))
     assert used, f"{where} queries no tuneserve metric: {expr}"
     assert used <= exported_metric_names(), f"{where}: not exported: {sorted(used - exported_metric_names())}"
+
+
+def _overlay_env(path: str, deployment: str) -> dict[str, str]:
+    """The env of the patched container in an overlay's strategic-merge patch of ``deployment``."""
+    (patch,) = [d for d in kube(path) if d["metadata"]["name"] == deployment]
+    (container,) = patch["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container.get("env", [])}
+
+
+def test_gpu_overlay_sets_the_fp16_and_cuda_it_describes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings ignore unknown TUNESERVE_* names, so a misspelt variable would silently change nothing:
+    read each overlay's env through Settings and check the values it claims."""
+    kustomization = yaml.safe_load((KUBE / "overlays/gpu/kustomization.yaml").read_text())
+    patches = {p["path"] for p in kustomization["patches"] if "path" in p}
+    assert {"deployment-gpu.yaml", "trainer-gpu.yaml"} <= patches
+    trainer = _overlay_env("overlays/gpu/trainer-gpu.yaml", "tuneserve-trainer")
+    serving = _overlay_env("overlays/gpu/deployment-gpu.yaml", "tuneserve")
+    for env, check in (
+        (trainer, lambda s: s.training.quantization == "fp16" and s.training.device == "cuda"),
+        (serving, lambda s: s.device == "cuda"),
+    ):
+        for name in [k for k in os.environ if k.startswith("TUNESERVE_")]:
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = Settings()
+        assert check(settings), env
+        for name in env:
+            path = name.removeprefix("TUNESERVE_").lower().split("__")
+            assert path[0] in Settings.model_fields, f"{name} is no setting"
+            if len(path) == 2:
+                assert path[1] in type(getattr(settings, path[0])).model_fields, f"{name} is no setting"
