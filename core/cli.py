@@ -330,11 +330,30 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Validation data to re-measure on [default: the one used in training].",
 )
+@_opt(
+    "--int8-target",
+    env="INT8_TARGET",
+    default="avx2",
+    type=click.Choice(["auto", "avx2", "avx512", "avx512-vnni", "arm64"]),
+    help="CPUs the int8 file is made for (auto: this one). avx2 runs without saturation on any x86-64; "
+    "avx512-vnni is faster on VNNI CPUs but can lose accuracy on others.",
+)
+@_opt(
+    "--signing-key",
+    env="SIGNING_KEY",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ed25519 private key (PEM) to sign the version with, for servers run with --verify-key.",
+)
 def export_cmd(checkpoint: Path, **options) -> None:
     """Export a checkpoint to ONNX, quantize, re-measure and publish it as a new model version."""
     from tuneserve.exporter.export import ExportConfig, export
+    from tuneserve.signing import SigningError
 
-    result = export(ExportConfig(checkpoint=checkpoint, **options))
+    try:
+        result = export(ExportConfig(checkpoint=checkpoint, **options))
+    except SigningError as exc:
+        raise click.ClickException(str(exc)) from exc
     m = result.manifest
     click.echo(
         json.dumps(

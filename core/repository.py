@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuneserve import signing
+from tuneserve.cpu import Int8Target
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -64,7 +65,6 @@ Quantization = Literal["int8-dynamic", "int8-static", "fp16", "none"]
 # (tuneserve.encoding.split_words); "tokenizer": the tokenizer's own pre-tokenizer, which also splits at
 # punctuation (versions exported before the field was recorded).
 Pretokenizer = Literal["whitespace", "tokenizer"]
-Int8Target = Literal["avx2", "avx512", "avx512-vnni", "arm64"]
 
 
 class StoreError(Exception):
@@ -307,7 +307,7 @@ class ModelStore:
         now = time.time()
         for name in self.models():
             for path in (self.root / name).glob(".tmp-*"):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # gone meanwhile, or a read-only store
                     age = now - path.stat().st_mtime
                     if age >= older_than_s and _remove_unlocked(path, age):
                         removed.append(path)
@@ -330,24 +330,24 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _remove_unlocked(path: Path, age: float) -> bool:
-    """Remove a staging folder unless its writer lock is held; whether it was removed.
+    """Remove a staging folder unless its writer lock is held; whether it is gone.
 
     A folder without a lock file is a ``delete_version`` leftover, or a writer's in the instant between
     creating its folder and locking it: it goes only once older than ``_LOCKLESS_S``."""
     try:
-        lock = os.open(path / WRITER_LOCK, os.O_RDWR)
+        lock = os.open(path / WRITER_LOCK, os.O_RDONLY)
     except FileNotFoundError:
         if age < _LOCKLESS_S:
             return False
         shutil.rmtree(path, ignore_errors=True)
-        return True
+        return not path.exists()
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return False
         shutil.rmtree(path, ignore_errors=True)
-        return True
+        return not path.exists()
     finally:
         os.close(lock)
 

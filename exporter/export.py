@@ -1,7 +1,8 @@
 """Checkpoint → versioned model folder: ONNX export, quantization, re-measured quality, manifest.
 
 Everything is written into a staging folder of the model store and published (checksummed, fsynced,
-renamed) only when complete; any failure removes the staging folder, so nothing half-written loads.
+renamed, signed when given a key) only when complete; any failure removes the staging folder, so nothing
+half-written loads. Staging folders that killed exports left behind are cleaned first.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Literal
 import structlog
 
 from tuneserve import data as datasets
+from tuneserve import signing
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
+from tuneserve.cpu import DEFAULT_INT8_TARGET, Int8Target, host_int8_target
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
 from tuneserve.evaluation import evaluate
 from tuneserve.exporter import quantize as q
@@ -57,6 +60,8 @@ class ExportConfig:
     serve_if_first: bool = True
     staging_tag: str | None = None  # names the staging folder (see ModelStore.staging)
     threads: int = 0  # ONNX Runtime intra-op threads for the measurements (0: one per core)
+    int8_target: Int8Target | Literal["auto"] = DEFAULT_INT8_TARGET  # CPUs the int8 file is made for
+    signing_key: Path | None = None  # Ed25519 private key (PEM) to sign the version with
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,11 @@ def export(
         raise FileNotFoundError(f"{checkpoint} is not a tuneserve checkpoint: {TRAINING_RECORD} is missing")
     record = json.loads(record_path.read_text())
     metric = primary_metric(record["task"], record["multi_label"])
+    signer = signing.load_private_key(config.signing_key) if config.signing_key else None
+    target: Int8Target = host_int8_target() if config.int8_target == "auto" else config.int8_target
     store = ModelStore(config.model_root)
+    for leftover in store.clean():
+        log.info("removed a dead writer's staging folder", path=str(leftover))
     with store.staging(config.name, config.staging_tag) as staged:
         on_progress(Progress("exporting", message="exporting to ONNX"))
         main_export(str(checkpoint), staged, task=_HF_TASK[record["task"]], local_files_only=True)
@@ -196,9 +205,9 @@ def export(
             on_progress(Progress("quantizing", message=requested))
             if config.int8_mode == "static":
                 rows = _calibration_rows(staged, record, config.calibration_size)
-                variant, method = q.quantize_static(staged, rows)
+                variant, method = q.quantize_static(staged, rows, target)
             else:
-                variant, method = q.quantize_dynamic(staged)
+                variant, method = q.quantize_dynamic(staged, target)
         elif config.quantize == "fp16":
             requested = "fp16"
             on_progress(Progress("quantizing", message="fp16"))
@@ -238,6 +247,7 @@ def export(
                 served="none" if served == FP32_FILE else requested,
                 method=method if served != FP32_FILE else "fp32 ONNX",
                 fallback_reason=reason,
+                target=target if served == variant else None,
             ),
             providers=providers or ["CUDAExecutionProvider", "CPUExecutionProvider"],
             metrics=metrics,
@@ -258,7 +268,9 @@ def export(
         )
         if before_publish is not None:
             before_publish(staged, manifest)
-        version = store.publish(config.name, staged, manifest, serve_if_first=config.serve_if_first)
+        version = store.publish(
+            config.name, staged, manifest, serve_if_first=config.serve_if_first, signing_key=signer
+        )
     path = store.root / config.name / str(version)
     log.info(
         "exported",

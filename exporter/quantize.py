@@ -1,8 +1,9 @@
 """Make the served ONNX variants from an fp32 export: int8 (dynamic or static) for CPU, fp16 for GPU.
 
-- Dynamic int8 goes through Optimum's ``ORTQuantizer`` with the config for this CPU's instruction set
-  (AVX-512 VNNI, AVX-512, AVX2 or ARM64), per-channel weights, on the MatMuls with a weight operand except
-  the first layers' feed-forward output projections (``int8_nodes_to_exclude``).
+- Dynamic int8 goes through Optimum's ``ORTQuantizer`` with the config for the serving CPUs' instruction
+  set (the int8 target: AVX2, AVX-512, AVX-512 VNNI or ARM64; see ``tuneserve.cpu``), per-channel
+  weights, on the MatMuls with a weight operand except the first layers' feed-forward output projections
+  (``int8_nodes_to_exclude``).
 - Static int8 uses ONNX Runtime's ``quantize_static`` directly: Optimum's static path needs a
   ``datasets.Dataset`` for calibration, which would add a heavy dependency for one loop over a sample.
   Scales are calibrated on a sample of the training texts, so a text's score no longer depends on its
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import platform
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization import quantize_static as ort_quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from tuneserve.cpu import Int8Target
 from tuneserve.encoding import Row, pad
 
 INT8_FILE = "model_int8.onnx"
@@ -45,19 +46,22 @@ _GELU_OPS = {"Erf", "Gelu", "FastGelu", "BiasGelu", "QuickGelu"}
 _ELEMENTWISE = {"Mul", "Add", "Div", "Sub", "Pow", "Sqrt"}
 
 
-def cpu_isa() -> str:
-    """The best int8 instruction set this CPU offers, as Optimum's AutoQuantizationConfig names it."""
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return "arm64"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "avx2"
-    if "avx512_vnni" in flags:
-        return "avx512_vnni"
-    if "avx512f" in flags:
-        return "avx512"
-    return "avx2"
+def reduce_range(target: Int8Target) -> bool:
+    """7-bit int8 weights: ONNX Runtime's advice for int8 (U8S8) weights on x86 CPUs without VNNI, whose
+    ``vpmaddubsw`` kernels can saturate. The avx2 target has uint8 weights (U8U8) and does not need it."""
+    return target == "avx512"
+
+
+def _dynamic_config(target: Int8Target, nodes_to_exclude: list[str]):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    common = {"is_static": False, "per_channel": True, "nodes_to_exclude": nodes_to_exclude}
+    if target == "avx512-vnni":
+        return AutoQuantizationConfig.avx512_vnni(**common)
+    if target == "arm64":
+        return AutoQuantizationConfig.arm64(**common)
+    make = AutoQuantizationConfig.avx512 if target == "avx512" else AutoQuantizationConfig.avx2
+    return make(reduce_range=reduce_range(target), **common)
 
 
 @contextlib.contextmanager
@@ -121,21 +125,23 @@ def _after_gelu(tensor: str, producer: dict[str, onnx.NodeProto], depth: int = 5
     return any(_after_gelu(i, producer, depth - 1) for i in node.input)
 
 
-def quantize_dynamic(folder: Path, source: str = "model.onnx") -> tuple[str, str]:
-    """Write ``model_int8.onnx`` beside ``source``; return (file name, method description)."""
+def quantize_dynamic(
+    folder: Path, target: Int8Target, source: str = "model.onnx", output: str = INT8_FILE
+) -> tuple[str, str]:
+    """Write ``output`` beside ``source`` for CPUs of ``target``; return (file name, method description)."""
     from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    isa = cpu_isa()
-    config = getattr(AutoQuantizationConfig, isa)(
-        is_static=False, per_channel=True, nodes_to_exclude=int8_nodes_to_exclude(folder / source)
-    )
+    config = _dynamic_config(target, int8_nodes_to_exclude(folder / source))
+    weights = "uint8" if config.weights_dtype.name == "QUInt8" else "int8"
+    weights += ", 7-bit" if config.reduce_range else ""
     quantizer = ORTQuantizer.from_pretrained(folder, file_name=source)
+    suffix = Path(output).stem.removeprefix(Path(source).stem + "_")
     with _quiet():
-        quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix="int8")
-    return INT8_FILE, (
-        f"dynamic int8 (Optimum ORTQuantizer, {isa} config, per-channel, weight MatMuls only; head and the "
-        f"first {FP32_FFN_OUTPUT_LAYERS} layers' feed-forward output projections in fp32)"
+        quantizer.quantize(quantization_config=config, save_dir=folder, file_suffix=suffix)
+    return output, (
+        f"dynamic int8 (Optimum ORTQuantizer, {target} target: {weights} weights, per-channel, weight "
+        f"MatMuls only; head and the first {FP32_FFN_OUTPUT_LAYERS} layers' feed-forward output projections "
+        "in fp32)"
     )
 
 
@@ -157,9 +163,15 @@ class _Calibration(CalibrationDataReader):
 
 
 def quantize_static(
-    folder: Path, calibration: Sequence[Row], pad_id: int = 0, source: str = "model.onnx"
+    folder: Path,
+    calibration: Sequence[Row],
+    target: Int8Target,
+    pad_id: int = 0,
+    source: str = "model.onnx",
 ) -> tuple[str, str]:
-    """Write ``model_int8.onnx`` with activation scales calibrated on ``calibration`` rows."""
+    """Write ``model_int8.onnx`` with activation scales calibrated on ``calibration`` rows. Weights are
+    int8 (QDQ's U8S8): 7-bit for x86 targets without VNNI, which could saturate at full range."""
+    narrow = target not in ("avx512-vnni", "arm64")
     prepared = folder / "model_prepared.onnx"
     quant_pre_process(str(folder / source), str(prepared), skip_symbolic_shape=True)
     names = {i.name for i in onnx.load(str(prepared), load_external_data=False).graph.input}
@@ -173,6 +185,7 @@ def quantize_static(
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=True,
+                reduce_range=narrow,
                 op_types_to_quantize=["MatMul", "Gemm"],
                 nodes_to_exclude=head_nodes(prepared),
                 # MinMax: the 99.99th-percentile calibrator clipped NER activations (F1 69.7 -> 45.2 on
@@ -183,7 +196,8 @@ def quantize_static(
     finally:
         prepared.unlink(missing_ok=True)
     return INT8_FILE, (
-        f"static int8 (ONNX Runtime QDQ, MatMul only, per-channel weights, activations calibrated on "
+        f"static int8 (ONNX Runtime QDQ, {target} target: int8{', 7-bit' if narrow else ''} weights, "
+        f"MatMul only, per-channel, activations calibrated on "
         f"{len(calibration)} training rows, min/max, head in fp32)"
     )
 

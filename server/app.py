@@ -26,6 +26,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
+from tuneserve import signing
 from tuneserve.repository import ModelStore
 from tuneserve.server import reflection, tls
 from tuneserve.server.auth import Authenticator
@@ -40,7 +41,7 @@ from tuneserve.server.servicer import (
     ModelServicer,
     TrainingServicer,
 )
-from tuneserve.server.settings import Settings
+from tuneserve.server.settings import ConfigError, Settings
 from tuneserve.server.training import Training, unavailable_reason
 from tuneserve.v1 import (
     inference_pb2,
@@ -62,13 +63,23 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
+def _verify_key(settings: Settings) -> Any:
+    """The public key versions must be signed for (``--verify-key``), or None."""
+    if settings.verify_key is None:
+        return None
+    try:
+        return signing.load_public_key(settings.verify_key)
+    except signing.SigningError as exc:
+        raise ConfigError(f"--verify-key: {exc}") from exc
+
+
 class App:
     """One server process: build with settings, then ``await run()``."""
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.store = ModelStore(settings.model_root)
+        self.store = ModelStore(settings.model_root, verify_key=_verify_key(settings))
         self.models = ModelRegistry(self.store, settings, self.metrics)
         self.traffic = Traffic()
         self.health = health.aio.HealthServicer()
@@ -136,7 +147,10 @@ class App:
         )
 
     async def load(self) -> None:
-        """Load and warm every model's serving version, then report SERVING."""
+        """Remove dead writers' staging folders; load and warm every model's serving version; report
+        SERVING."""
+        for path in await asyncio.to_thread(self.store.clean):
+            log.info("removed a dead writer's staging folder", path=str(path))
         await self.models.load_all()
         if self.training is not None:
             await self.training.start()

@@ -46,6 +46,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--strict-readiness/--no-strict-readiness", "strict_readiness", bool),
     ("--max-loaded-versions", "max_loaded_versions", click.IntRange(min=1)),
     ("--loaded-version-idle", "loaded_version_idle_s", _FLOAT_MIN0),
+    ("--verify-key", "verify_key", _FILE),
     ("--max-batch-size", "batch.max_batch_size", click.IntRange(min=1)),
     ("--max-batch-tokens", "batch.max_batch_tokens", click.IntRange(min=1)),
     ("--max-wait-us", "batch.max_wait_us", click.IntRange(min=0)),

@@ -7,6 +7,10 @@ ONNX Runtime build offers:
   one, else the served file unless it is int8 (int8 kernels are CPU kernels; the fp32 export runs instead).
 - CPU otherwise: the manifest's served file; an fp16 file falls back to the fp32 export when present.
 
+An int8 file made for instructions this CPU lacks (the manifest's ``quantization.target``, see
+``tuneserve.cpu``) still loads, with a warning: it can be slower, or (an avx512-vnni or arm64 file on an
+x86 CPU without VNNI) lose accuracy to saturation.
+
 No torch, no transformers: only onnxruntime, numpy and the Rust tokenizers library.
 """
 
@@ -19,8 +23,10 @@ from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
+import structlog
 from tokenizers import Tokenizer
 
+from tuneserve.cpu import missing_for
 from tuneserve.encoding import Row, encode_texts
 from tuneserve.inference import OnnxModel
 from tuneserve.repository import ModelVersion
@@ -30,6 +36,8 @@ CPU = "CPUExecutionProvider"
 FP32_FILE = "model.onnx"
 FP16_FILE = "model_fp16.onnx"
 Device = Literal["auto", "cpu", "cuda"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,14 @@ def choose_placement(
     return Placement(m.onnx_file, (CPU,), served_q)
 
 
+def int8_target_mismatch(version: ModelVersion, placement: Placement) -> str | None:
+    """What this CPU lacks of the instructions the served int8 file was made for, or None."""
+    target = version.manifest.quantization.target
+    if target is None or not placement.quantization.startswith("int8"):
+        return None
+    return missing_for(target)
+
+
 class OrtRuntime:
     """A loaded model version: tokenizer plus ORT session. ``run`` is thread-safe (ORT sessions are)."""
 
@@ -75,6 +91,16 @@ class OrtRuntime:
         self.version = version
         self.manifest = version.manifest
         self.placement = choose_placement(version, device)
+        self.cpu_mismatch = int8_target_mismatch(version, self.placement)
+        if self.cpu_mismatch:
+            log.warning(
+                "int8 model made for other CPUs",
+                model=self.manifest.name,
+                version=self.manifest.version,
+                target=self.manifest.quantization.target,
+                missing=self.cpu_mismatch,
+                hint="export with --int8-target avx2 (portable) or the serving CPUs' target",
+            )
         self._model = OnnxModel(
             version.path,
             self.placement.onnx_file,

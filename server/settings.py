@@ -255,6 +255,11 @@ class Settings(BaseSettings):
         description="A version loaded for calls that name it (not the serving one) is unloaded after this "
         "many seconds without calls (0: never).",
     )
+    verify_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM): serve only model versions signed with its private key "
+        "(tuneserve export --signing-key); unsigned or badly signed versions are refused at load.",
+    )
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,13 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def run_cli(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``tuneserve`` command in a real process."""
+def run_cli(
+    *args: str | Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tuneserve`` command in a real process (``env``: added to this one's)."""
     cmd = [sys.executable, "-m", "tuneserve.cli", "--log-format", "json", *map(str, args)]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    environment = {**os.environ, **(env or {})}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=environment)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result

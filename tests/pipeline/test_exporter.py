@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from helpers import FIXTURES, last_json, run_cli
+from tuneserve import signing
 from tuneserve.data import DataError
 from tuneserve.encoding import encode_texts
 from tuneserve.exporter.export import ExportConfig, export, int8_rejection
 from tuneserve.exporter.quantize import FP32_FFN_OUTPUT_LAYERS
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelNotFoundError, ModelStore
+from tuneserve.repository import STALE_STAGING_S, IntegrityError, ModelNotFoundError, ModelStore
 
 TEXTS = ["the movie was great", "our dinner was awful and the service slow", "ok", "a joy " * 20]
 
@@ -50,6 +51,9 @@ def test_manifest_records_everything(model_store: Path) -> None:
         32,
     )
     assert m.onnx_file == "model_int8.onnx" and m.quantization.served == "int8-dynamic"
+    # The portable default target, whatever CPU exported it: uint8 weights, no saturation on any x86-64.
+    assert m.quantization.target == "avx2" and "avx2 target: uint8 weights" in m.quantization.method
+    assert store.open_version("tiny-sentiment").manifest.quantization.target is None
     assert {"torch", "onnx_fp32", "onnx_int8", "served"} <= set(m.metrics)
     assert {"model.onnx", "model_int8.onnx", "tokenizer.json", "config.json", "training.json"} <= set(m.files)
     assert all(len(digest) == 64 for digest in m.files.values())
@@ -158,13 +162,61 @@ def test_killed_export_leaves_nothing_loadable(trained: dict[str, Path], tmp_pat
     deadline = time.monotonic() + 120
     while not list(root.glob("k/.tmp-*/model.onnx")) and time.monotonic() < deadline:
         time.sleep(0.05)
+    store = ModelStore(root)
+    (staged,) = root.glob("k/.tmp-*")
+    # A live writer's folder is never removed, however old it is allowed to be.
+    for _ in range(200):
+        assert store.clean(older_than_s=0) == []
+    assert proc.poll() is None and staged.is_dir()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    store = ModelStore(root)
     assert store.versions("k") == []
     with pytest.raises(ModelNotFoundError):
         store.open_version("k")
-    assert len(store.clean()) == 1
+    assert store.clean() == []  # a dead writer's folder goes only once stale
+    assert store.clean(older_than_s=0) == [staged]
+    assert not list(root.glob("k/.tmp-*"))
+
+
+def test_export_cleans_stale_staging_folders(trained: dict[str, Path], tmp_path: Path) -> None:
+    dead = tmp_path / "k" / ".tmp-dead"
+    dead.mkdir(parents=True)
+    (dead / "model.onnx").write_bytes(b"x" * 1024)
+    old = time.time() - STALE_STAGING_S - 1
+    os.utime(dead, (old, old))
+    run_cli("export", trained["classification"], "--model-root", tmp_path, "--name", "k", "--quantize=none")
+    assert not dead.exists() and ModelStore(tmp_path).versions("k") == [1]
+
+
+def test_signed_export_opens_only_with_its_public_key(trained: dict[str, Path], tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp_path / "sign.pem", tmp_path / "verify.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    root = tmp_path / "m"
+    args = ["export", trained["classification"], "--model-root", root, "--name", "s", "--int8-target"]
+    run_cli(*args, "avx512-vnni", "--tolerance", "100", env={"TUNESERVE_SIGNING_KEY": str(private)})
+    run_cli(*args, "avx512", "--tolerance", "100")  # unsigned
+    store = ModelStore(root, verify_key=signing.load_public_key(public))
+    m = store.open_version("s", 1).manifest
+    assert m.quantization.target == "avx512-vnni" and "int8 weights" in m.quantization.method
+    with pytest.raises(IntegrityError, match="is not signed"):
+        store.open_version("s", 2)
+    assert ModelStore(root).open_version("s", 2).manifest.quantization.target == "avx512"
+    bad = run_cli(*args, "avx2", "--signing-key", public, check=False)
+    assert bad.returncode == 1 and "Error: " in bad.stderr
+    assert "not an unencrypted PEM private key" in bad.stderr
 
 
 def test_export_cli_prints_the_version(trained: dict[str, Path], tmp_path: Path) -> None:
