@@ -208,8 +208,14 @@ class ModelStore:
         path = self.staging_path(name, tag or uuid.uuid4().hex)
         path.mkdir(parents=True)
         lock = os.open(path / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.fstat(lock).st_nlink == 0:
+            # A cleaner took the lock between our open and flock and removed the folder: start afresh.
+            os.close(lock)
+            with self.staging(name, tag) as fresh:
+                yield fresh
+            return
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
             yield path
         except BaseException:
             shutil.rmtree(path, ignore_errors=True)
