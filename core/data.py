@@ -8,9 +8,10 @@ Classification (`read_classification`), chosen by extension:
 
 NER (`read_ner`): ``.jsonl`` / ``.json`` objects with ``tokens`` and ``tags`` (alias ``ner_tags``);
 any other file is CoNLL text (token first, tag last, blank line between sentences, ``-DOCSTART-`` skipped).
-Tags in IOB2, IOB1 or IOBES are normalised to IOB2. Words are whitespace-separated, as the server splits
-raw text: a JSONL token with whitespace in it (``"New York"``) becomes one word per part, the later ones
-continuing its entity (``B-LOC`` → ``B-LOC``, ``I-LOC``).
+Tags in IOB2, IOB1 or IOBES are normalised to IOB2. Words never hold whitespace (no served text can): a
+JSONL token with whitespace in it (``"New York"``) becomes one word per part, the later ones continuing
+its entity (``B-LOC`` → ``B-LOC``, ``I-LOC``; `split_tokens`). Training may cut words further, at the
+tokenizer's pre-tokenizer (``tuneserve.encoding.pretokenize``).
 
 Files are read as bytes and decoded line by line as UTF-8 (a leading BOM is accepted). Every problem
 raises `DataError`, whose ``str()`` is ``PATH:LINE: message``.
@@ -21,7 +22,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -486,19 +487,21 @@ def _read_ner_jsonl(path: Path, data: bytes) -> list[TokenExample]:
             raise DataError(
                 path, f"invalid tag {e.tag!r} at position {e.index} in {tag_key!r}; {_TAG_EXPECTED}", line
             ) from None
-        out.append(TokenExample(*_whitespace_words(tokens, iob2), line))
+        out.append(split_tokens(TokenExample(tuple(tokens), iob2, line), str.split))
     return out
 
 
-def _whitespace_words(tokens: Sequence[str], tags: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Split tokens at whitespace (``str.split()``, as served text is); IOB2 tags follow the parts."""
-    words: list[str] = []
-    word_tags: list[str] = []
-    for token, tag in zip(tokens, tags, strict=True):
-        parts = token.split()
-        words += parts
-        word_tags += [tag, *[tag if tag == "O" else f"I-{tag[2:]}"] * (len(parts) - 1)]
-    return tuple(words), tuple(word_tags)
+def split_tokens(example: TokenExample, split: Callable[[str], Sequence[str]]) -> TokenExample:
+    """``example`` with each token cut into ``split(token)``: the first piece keeps the token's IOB2 tag,
+    the later ones continue its entity (``B-X`` → ``B-X``, ``I-X``...; ``O`` stays ``O``), so the
+    entities are the same. A token ``split`` cuts into nothing stays whole."""
+    tokens: list[str] = []
+    tags: list[str] = []
+    for token, tag in zip(example.tokens, example.tags, strict=True):
+        parts = list(split(token)) or [token]
+        tokens += parts
+        tags += [tag, *[tag if tag == "O" else f"I-{tag[2:]}"] * (len(parts) - 1)]
+    return TokenExample(tuple(tokens), tuple(tags), example.line)
 
 
 def label_set_ner(examples: Iterable[TokenExample]) -> list[str]:

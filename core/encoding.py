@@ -4,28 +4,69 @@ Texts are truncated to the model's maximum length (and flagged). Pre-split words
 are packed into chunks that fit the maximum length: words past the limit start the next chunk, so no
 word is ever dropped. The first sub-token of each word carries the word's label.
 
-NER words are whitespace-separated (:func:`split_words`): the tokens of CoNLL and JSONL training data,
-and what the server splits raw text into for a model whose manifest says ``"pretokenizer": "whitespace"``.
-The tokenizer's own pre-tokenizer still splits a word into sub-tokens (``@user`` → ``@``, ``user``), but
-only the word's first sub-token is labelled and read.
+NER words come in two kinds, named by the manifest's ``pretokenizer`` (:data:`PRETOKENIZERS`):
+
+- ``"tokenizer"`` (the default): the tokenizer's own words, as its normaliser and pre-tokenizer cut raw
+  text (BERT: at whitespace and punctuation, around CJK characters). Training cuts each given word the
+  same way (:func:`split_word`, :func:`pretokenize`), ``@user`` → ``@``, ``user``, the later pieces
+  continuing the word's entity, so served raw text is read where training labelled it.
+- ``"whitespace"``: the whitespace-separated words (:func:`split_words`), as CoNLL/JSONL hold them, for
+  served text that is pre-tokenized exactly like the training data.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Encoding, PreTokenizedString, Tokenizer
 
+from tuneserve.data import TokenExample, split_tokens
+
+PRETOKENIZERS = ("tokenizer", "whitespace")
 _WORD = re.compile(r"\S+")  # \s is str.isspace(), as in str.split()
 
 
 def split_words(text: str) -> list[tuple[int, int]]:
     """Code-point spans ``(start, end)`` of the whitespace-separated words of ``text`` (``text.split()``)."""
     return [m.span() for m in _WORD.finditer(text)]
+
+
+def split_word(tokenizer: Tokenizer, word: str) -> list[str]:
+    """``word`` cut where the tokenizer cuts raw text into words: its normaliser, then its pre-tokenizer
+    (BERT: ``@user`` → ``@``, ``user``; ``東京`` → ``東``, ``京``). The pieces join up to ``word``: a
+    character the normaliser removes stays with the piece before it (``Zoe\u0301`` stays whole)."""
+    pieces = PreTokenizedString(word)
+    if tokenizer.normalizer is not None:
+        pieces.normalize(tokenizer.normalizer.normalize)
+    if tokenizer.pre_tokenizer is not None:
+        tokenizer.pre_tokenizer.pre_tokenize(pieces)
+    splits = pieces.get_splits(offset_referential="original", offset_type="char")
+    cuts = [0, *[a for _, (a, _), _ in splits[1:]], len(word)]
+    return [word[a:b] for a, b in pairwise(cuts)]
+
+
+def pretokenize(
+    tokenizer: Tokenizer, examples: Iterable[TokenExample], pretokenizer: str
+) -> list[TokenExample]:
+    """NER examples as words of ``pretokenizer`` (see the module docstring): with ``"tokenizer"`` each
+    word is cut by :func:`split_word`, its tag spread over the pieces (``B-X`` → ``B-X``, ``I-X``...;
+    ``O`` stays ``O``), so an entity stays one entity; ``"whitespace"`` keeps the words as they are."""
+    if pretokenizer == "whitespace":
+        return list(examples)
+    if pretokenizer != "tokenizer":
+        raise ValueError(f"unknown pretokenizer {pretokenizer!r}; expected one of {', '.join(PRETOKENIZERS)}")
+
+    @cache
+    def split(word: str) -> list[str]:
+        return split_word(tokenizer, word)
+
+    return [split_tokens(ex, split) for ex in examples]
 
 
 @dataclass(frozen=True)

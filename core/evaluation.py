@@ -1,6 +1,8 @@
 """Evaluate any model that maps a batch of rows to logits: PyTorch in training, ONNX Runtime in export.
 
-Both go through the same tokenization and the same metrics, so their figures are comparable.
+Both go through the same tokenization and the same metrics, so their figures are comparable. NER is
+scored on the words the model was trained and is served on (``pretokenizer``, see ``encoding.py``): with
+``"tokenizer"`` an entity over ``U.S.`` is scored over ``U``, ``.``, ``S``, ``.``, still one entity.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from tuneserve.data import TextExample, TokenExample
-from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions
+from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, pretokenize
 from tuneserve.quality import classification_metrics, ner_metrics
 
 LogitsFn = Callable[[Sequence[Row]], np.ndarray]
@@ -83,7 +85,10 @@ def evaluate_ner(
     labels: Sequence[str],
     max_length: int,
     batch_size: int = 32,
+    pretokenizer: str = "tokenizer",
 ) -> dict[str, float]:
+    """Entity metrics over the words of ``pretokenizer`` (``"tokenizer"`` or ``"whitespace"``)."""
+    examples = pretokenize(tokenizer, examples, pretokenizer)
     predicted = predict_word_tags(
         logits_fn, tokenizer, [ex.tokens for ex in examples], labels, max_length, batch_size
     )
@@ -100,10 +105,11 @@ def evaluate(
     multi_label: bool = False,
     max_length: int,
     batch_size: int = 32,
+    pretokenizer: str = "tokenizer",
 ) -> dict[str, float]:
-    """The metrics of ``task`` for ``examples``."""
+    """The metrics of ``task`` for ``examples`` (NER: over the words of ``pretokenizer``)."""
     if task == "ner":
-        return evaluate_ner(logits_fn, tokenizer, examples, labels, max_length, batch_size)
+        return evaluate_ner(logits_fn, tokenizer, examples, labels, max_length, batch_size, pretokenizer)
     return evaluate_classification(
         logits_fn,
         tokenizer,

@@ -14,6 +14,7 @@ from tuneserve.data import (
     label_set_ner,
     read_classification,
     read_ner,
+    split_tokens,
 )
 
 
@@ -142,7 +143,7 @@ def test_jsonl_ner(tmp_path: Path) -> None:
     ]
 
 
-def test_jsonl_ner_tokens_are_split_at_whitespace_like_served_text(tmp_path: Path) -> None:
+def test_jsonl_ner_tokens_are_split_at_whitespace(tmp_path: Path) -> None:
     content = (
         '{"tokens": ["in", "New York", " City", "@user", "U.S."], '
         '"tags": ["O", "B-LOC", "I-LOC", "S-PER", "B-LOC"]}\n'
@@ -157,6 +158,46 @@ def test_jsonl_ner_tokens_are_split_at_whitespace_like_served_text(tmp_path: Pat
         ),
         TokenExample(("a", "b", "c"), ("O", "O", "O"), 2),
     ]
+
+
+def entities(tags: tuple[str, ...]) -> list[tuple[str, int, int]]:
+    """(type, first, last) token of each IOB2 entity."""
+    out: list[tuple[str, int, int]] = []
+    for i, tag in enumerate(tags):
+        if tag.startswith("I-") and out and out[-1][0] == tag[2:] and out[-1][2] == i - 1:
+            out[-1] = (out[-1][0], out[-1][1], i)
+        elif tag != "O":
+            out.append((tag[2:], i, i))
+    return out
+
+
+def test_split_tokens_spreads_each_tag_and_keeps_the_entities() -> None:
+    example = TokenExample(
+        ("RT", "@user", "#tag", "#tag", "New-York", "U.S.", "x"),
+        ("O", "B-PER", "B-MISC", "I-MISC", "B-LOC", "B-LOC", "O"),
+        7,
+    )
+    cut = split_tokens(example, lambda w: [w] if w.isalnum() else [w[:1], w[1:]])
+    assert cut == TokenExample(
+        ("RT", "@", "user", "#", "tag", "#", "tag", "N", "ew-York", "U", ".S.", "x"),
+        (
+            "O",
+            "B-PER",
+            "I-PER",
+            "B-MISC",
+            "I-MISC",
+            "I-MISC",
+            "I-MISC",
+            "B-LOC",
+            "I-LOC",
+            "B-LOC",
+            "I-LOC",
+            "O",
+        ),
+        7,
+    )
+    assert len(entities(cut.tags)) == len(entities(example.tags)) == 4
+    assert split_tokens(example, lambda w: []) == example  # a token cut into nothing stays whole
 
 
 def ner_tags(tmp_path: Path, tags: list[str]) -> tuple[str, ...]:
