@@ -219,6 +219,14 @@ def _connect(options: dict) -> remote.Connection:
     type=click.Choice(["auto", "cpu", "cuda"]),
     help="auto: CUDA with mixed precision when present, else CPU.",
 )
+@_opt(
+    "--pretokenizer",
+    env="PRETOKENIZER",
+    default="tokenizer",
+    type=click.Choice(["tokenizer", "whitespace"]),
+    help="NER words, in training and serving: tokenizer (cut at punctuation too, as raw text is: "
+    "@user → @ user) or whitespace (the data's words as they are, for served text pre-tokenized alike).",
+)
 @_connection
 @_opt("--model", env="MODEL", default=None, help="With --server: the model to train a new version of.")
 @_opt("--train-uri", env="TRAIN_URI", default=None, help="With --server: training data under its data root.")
@@ -264,6 +272,8 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     """Fine-tune a base encoder and write a checkpoint folder; with --server, queue a training job on a
     server instead (local data files are sent inline) and print it, or follow it with --watch."""
     if options["server"]:
+        if _given(ctx, "pretokenizer"):
+            raise click.UsageError("--pretokenizer is for local training; a server trains with 'tokenizer'")
         sys.exit(_train_remote(ctx, train_path, options))
     for flag, value in (
         ("--task", options["task"]),
@@ -392,7 +402,7 @@ _LOCAL_TRAIN_OPTIONS = frozenset(
     {
         *("task", "validation", "output", "base", "epochs", "learning_rate", "batch_size", "max_length"),
         *("seed", "weight_decay", "warmup_ratio", "gradient_accumulation", "early_stopping_patience"),
-        *("freeze", "multi_label", "text_column", "label_column", "device"),
+        *("freeze", "multi_label", "text_column", "label_column", "device", "pretokenizer"),
     }
 )
 # train flag -> Hyperparameters field (sent only when given on the command line or in the environment)

@@ -22,7 +22,7 @@ from tuneserve import data as datasets
 from tuneserve import signing
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.cpu import DEFAULT_INT8_TARGET, Int8Target, host_int8_target
-from tuneserve.encoding import encode_texts, encode_words, load_tokenizer
+from tuneserve.encoding import encode_texts, encode_words, load_tokenizer, pretokenize
 from tuneserve.evaluation import evaluate
 from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
@@ -94,6 +94,11 @@ def _read_examples(record: dict, path: Path) -> list:
     )
 
 
+def _pretokenizer(record: dict) -> str:
+    """How the checkpoint's NER words were cut; records from before the field: the data's own words."""
+    return record.get("pretokenizer", "whitespace") if record["task"] == "ner" else "tokenizer"
+
+
 class _Evaluator:
     """Measures an ONNX file of the staged folder on the validation data, as the server would run it."""
 
@@ -115,6 +120,7 @@ class _Evaluator:
             r["labels"],
             multi_label=r["multi_label"],
             max_length=r["max_length"],
+            pretokenizer=_pretokenizer(r),
         )
 
 
@@ -135,6 +141,7 @@ def measure_version(version: ModelVersion, validation: Path, threads: int = 0) -
         m.labels,
         multi_label=m.multi_label,
         max_length=m.max_length,
+        pretokenizer=m.pretokenizer,
     )
 
 
@@ -146,7 +153,7 @@ def _calibration_rows(folder: Path, record: dict, size: int):
     if record["task"] == "ner":
         return [
             row
-            for ex in examples[::step][:size]
+            for ex in pretokenize(tokenizer, examples[::step][:size], _pretokenizer(record))
             for row in encode_words(tokenizer, ex.tokens, record["max_length"])
         ]
     return encode_texts(tokenizer, [ex.text for ex in examples[::step][:size]])
@@ -239,7 +246,7 @@ def export(
             multi_label=record["multi_label"],
             labels=record["labels"],
             max_length=record["max_length"],
-            pretokenizer="whitespace" if record["task"] == "ner" else "tokenizer",  # the words trained on
+            pretokenizer=_pretokenizer(record),  # served text is cut into the words trained on
             base_model=record["base_model"],
             onnx_file=served,
             quantization=QuantizationInfo(

@@ -4,6 +4,10 @@ The loop is transformers' ``Trainer`` (AdamW, linear warmup and decay, gradient 
 precision, best-checkpoint selection, early stopping). Evaluation each epoch goes through
 ``evaluation.py`` on whole validation examples, the same code that later measures the ONNX model.
 
+NER words are cut as served text will be (``pretokenizer``, recorded in ``training.json`` for the
+exporter's manifest): by default at the tokenizer's pre-tokenizer, ``@user``/B-PER training as
+``@``/B-PER ``user``/I-PER; with ``"whitespace"`` the words of the data as they are.
+
 A checkpoint folder holds the model, its tokenizer, ``training.json`` (everything the exporter needs),
 ``metrics.json`` (per-epoch history) and ``training_curve.png``.
 """
@@ -43,7 +47,16 @@ from transformers.utils import logging as hf_logging
 
 from tuneserve import data as datasets
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
-from tuneserve.encoding import Row, encode_texts, encode_words, first_token_positions, load_tokenizer, pad
+from tuneserve.encoding import (
+    PRETOKENIZERS,
+    Row,
+    encode_texts,
+    encode_words,
+    first_token_positions,
+    load_tokenizer,
+    pad,
+    pretokenize,
+)
 from tuneserve.evaluation import evaluate, gold_matrix
 from tuneserve.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
 from tuneserve.quality import primary_metric
@@ -80,6 +93,9 @@ class TrainConfig:
     text_column: str = "text"
     label_column: str = "label"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # NER words: "tokenizer" (cut at the tokenizer's pre-tokenizer, as the server cuts raw text) or
+    # "whitespace" (the data's words as they are, for served text pre-tokenized like the data)
+    pretokenizer: Literal["tokenizer", "whitespace"] = "tokenizer"
     progress_bar: bool = True
 
 
@@ -281,6 +297,8 @@ def train(
 ) -> TrainResult:
     """Fine-tune, keep the best epoch, and write the checkpoint folder ``config.output``."""
     started = time.monotonic()
+    if config.pretokenizer not in PRETOKENIZERS:
+        raise ValueError(f"pretokenizer {config.pretokenizer!r}: expected one of {', '.join(PRETOKENIZERS)}")
     set_seed(config.seed)
     hf_logging.set_verbosity_error()
     device = _device(config.device)
@@ -297,7 +315,8 @@ def train(
     model_kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label_ids}
     if config.task == "ner":
         model = AutoModelForTokenClassification.from_pretrained(base, **model_kwargs)
-        features = _features_ner(tokenizer, train_set, label_ids, config.max_length)
+        train_words = pretokenize(tokenizer, train_set, config.pretokenizer)
+        features = _features_ner(tokenizer, train_words, label_ids, config.max_length)
         collator = DataCollatorForTokenClassification(hf_tokenizer)
     else:
         problem = "multi_label_classification" if multi_label else "single_label_classification"
@@ -316,6 +335,7 @@ def train(
             labels,
             multi_label=multi_label,
             max_length=config.max_length,
+            pretokenizer=config.pretokenizer,
         )
 
     accepted = set(inspect.signature(model.forward).parameters)
@@ -428,6 +448,7 @@ def _write_records(
         "multi_label": multi_label,
         "labels": result.labels,
         "max_length": config.max_length,
+        "pretokenizer": config.pretokenizer,  # how NER words are cut, in training and serving
         "base_model": config.base or DEFAULT_BASE_NAME,
         "train": str(Path(config.train).resolve()),
         "validation": str(Path(config.validation).resolve()),

@@ -16,11 +16,13 @@ Aggregation has the meaning of the transformers token-classification pipeline's 
 
 An I-X after O or after another type starts a new entity, as B-X does; O is never an entity.
 
-Words: with ``pretokenizer="whitespace"`` (what the exporter records for NER models) the words are the
-text's whitespace-separated tokens, encoded exactly as training encodes its CoNLL/JSONL tokens, so a word
-with punctuation in it (``@user``, ``New-York``, ``U.S.``) is read at its first sub-token, as it was
-labelled, and an entity spans whole words, punctuation included. With ``"tokenizer"`` (manifests from
-before the field) the words are the tokenizer's own pre-tokens, which split at punctuation too.
+Words are those training saw, named by the manifest's ``pretokenizer``. ``"tokenizer"`` (the default,
+and manifests without the field): the tokenizer's own words (its pre-tokenizer, via ``word_ids``), which
+split at punctuation as well as whitespace; training cuts its words the same way and spreads each tag
+over the pieces, so ``@user`` is ``@`` (B-PER) ``user`` (I-PER) and comes back as the entity ``@user``,
+while ``London.`` is ``London`` and ``.``. ``"whitespace"``: the text's whitespace-separated tokens,
+encoded exactly as training encodes its CoNLL/JSONL tokens, so an entity spans whole whitespace words,
+punctuation attached included (for text pre-tokenized like the training data).
 
 Offsets: ``start``/``end`` count Unicode code points (Python ``str`` indices; the ``tokenizers`` Python
 offsets already do), end exclusive, and ``text == input[start:end]`` always. An entity's end is moved
@@ -121,7 +123,7 @@ def windows(
 
     ``stride`` is the overlap in tokens (default: :func:`default_stride`). A tokenizer from
     :func:`window_tokenizer` with the same settings is used as is; any other is copied and configured.
-    ``pretokenizer`` is the manifest's: ``"whitespace"`` or ``"tokenizer"`` (see the module's docstring).
+    ``pretokenizer`` is the manifest's: ``"tokenizer"`` or ``"whitespace"`` (see the module's docstring).
     """
     stride = _stride(tokenizer, max_length, stride)
     if not _is_windowing(tokenizer, max_length, stride):

@@ -118,7 +118,7 @@ def test_extract_entities_equals_direct_onnx(
     assert reply.model == "tiny-ner" and len(reply.results) == len(NER_TEXTS)
     tokenizer = ner.window_tokenizer(model.tokenizer, max_length)
     words = ModelStore(model_store).open_version("tiny-ner").manifest.pretokenizer
-    assert words == "whitespace"
+    assert words == "tokenizer"
     windows = [ner.windows(tokenizer, t, max_length, pretokenizer=words) for t in NER_TEXTS]
     assert len(windows[-1]) > 3, "the long text must span several windows"
     rows = [ner.to_row(w) for ws in windows for w in ws]

@@ -61,7 +61,7 @@ def test_manifest_records_everything(model_store: Path) -> None:
     assert m.training["hyperparameters"]["learning_rate"] == 1e-3
     ner = store.open_version("tiny-ner").manifest
     assert ner.task == "ner" and ner.labels[0] == "O" and "entity_f1" in ner.metrics["onnx_fp32"]
-    assert ner.pretokenizer == "whitespace"  # served text is split into words as the training data was
+    assert ner.pretokenizer == "tokenizer"  # served raw text is cut into words as training cut its words
 
 
 def test_onnx_matches_pytorch(model_store: Path, trained: dict[str, Path]) -> None:
@@ -122,6 +122,22 @@ def test_static_int8_is_batch_invariant(trained: dict[str, Path], tmp_path: Path
     alone = np.stack([model.logits([r])[0] for r in rows])
     together = model.logits(rows)
     np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+@pytest.mark.parametrize("recorded", ["whitespace", None])
+def test_the_recorded_pretokenizer_reaches_the_manifest(
+    trained: dict[str, Path], fresh_copy, tmp_path: Path, recorded: str | None
+) -> None:
+    checkpoint = fresh_copy(trained["ner"])
+    record = json.loads((checkpoint / "training.json").read_text())
+    assert record["pretokenizer"] == "tokenizer"
+    if recorded is None:
+        del record["pretokenizer"]  # trained before the choice was recorded: on the data's own words
+    else:
+        record["pretokenizer"] = recorded
+    (checkpoint / "training.json").write_text(json.dumps(record))
+    result = export(ExportConfig(checkpoint=checkpoint, model_root=tmp_path, name="n", quantize="none"))
+    assert result.manifest.pretokenizer == "whitespace"
 
 
 def test_int8_rejection_rule() -> None:

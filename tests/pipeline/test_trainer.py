@@ -41,6 +41,7 @@ def test_cli_checkpoint_has_model_records_and_curve(trained: dict[str, Path]) ->
         assert not (folder / ".checkpoints").exists()
     ner = json.loads((trained["ner"] / "training.json").read_text())
     assert ner["labels"][0] == "O" and "B-PER" in ner["labels"]
+    assert ner["pretokenizer"] == "tokenizer"
     assert 0 <= ner["metrics"]["entity_f1"] <= 1
 
 
@@ -151,6 +152,7 @@ def test_cli_flags_read_environment(tiny_base: Path, tmp_path: Path) -> None:
         "TUNESERVE_OUTPUT": str(tmp_path / "env"),
         "TUNESERVE_BASE": str(tiny_base),
         "TUNESERVE_MAX_LENGTH": "16",
+        "TUNESERVE_PRETOKENIZER": "whitespace",
     }
     out = subprocess.run(
         [sys.executable, "-m", "tuneserve.cli", "train"],
@@ -163,3 +165,4 @@ def test_cli_flags_read_environment(tiny_base: Path, tmp_path: Path) -> None:
     assert last_json(out.stdout)["output"] == str(tmp_path / "env")
     record = json.loads((tmp_path / "env" / "training.json").read_text())
     assert record["max_length"] == 16 and record["hyperparameters"]["epochs"] == 1
+    assert record["pretokenizer"] == "whitespace"

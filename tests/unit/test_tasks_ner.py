@@ -17,7 +17,15 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
-from tuneserve.encoding import encode_texts, encode_words, first_token_positions, load_tokenizer, split_words
+from tuneserve.data import TokenExample
+from tuneserve.encoding import (
+    encode_texts,
+    encode_words,
+    first_token_positions,
+    load_tokenizer,
+    pretokenize,
+    split_words,
+)
 from tuneserve.server.tasks import ner
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
@@ -458,8 +466,8 @@ def test_same_entities_as_the_transformers_pipeline(tokenizer: Tokenizer) -> Non
         assert [e[1] for e in mine] == pytest.approx([e[1] for e in ref], rel=1e-5)
 
 
-# Words as NER training data holds them (whitespace tokens, punctuation attached), with the tags a model
-# trained on them learnt, joined by assorted whitespace.
+# Words as NER training data holds them (whitespace tokens, punctuation attached), with the tags they
+# are labelled with, joined by assorted whitespace.
 SOCIAL = [
     ("RT", "O"),
     ("@user", "B-PER"),
@@ -474,9 +482,11 @@ SOCIAL = [
     ("Zoe\u0301", "B-PER"),
     ("Saldana's", "I-PER"),
     ("café!!", "O"),
+    ("東京", "B-LOC"),
 ]
 SOCIAL_TEXT = "".join(w + sep for (w, _), sep in zip(SOCIAL, [" ", "\t", "  ", " \n"] * 4, strict=False))
-SOCIAL_ENTITIES = ["@user", "#tag", "New-York", "U.S.", "Zoe\u0301 Saldana's"]  # single-spaced
+SOCIAL_ENTITIES = ["@user", "#tag", "New-York", "U.S.", "Zoe\u0301 Saldana's", "東京"]  # single-spaced
+PRETOKENIZERS = ["tokenizer", "whitespace"]
 
 
 def gold_entities() -> list[tuple[str, int, int]]:
@@ -490,55 +500,123 @@ def gold_entities() -> list[tuple[str, int, int]]:
     return out
 
 
-def trained_logits(window: ner.Window) -> np.ndarray:
-    """What a model trained on SOCIAL answers: each word's tag at its first sub-token (the position
-    training labels), O at the others (never labelled in training)."""
-    starts = {a: SOCIAL[i][1] for i, (a, _) in enumerate(split_words(SOCIAL_TEXT))}
+def trained_words(tokenizer: Tokenizer, pretokenizer: str) -> TokenExample:
+    """SOCIAL as training labels it with ``pretokenizer``."""
+    [words, tags] = zip(*SOCIAL, strict=True)
+    [example] = pretokenize(tokenizer, [TokenExample(words, tags, 1)], pretokenizer)
+    return example
+
+
+def word_starts(text: str, words: TokenExample) -> dict[int, str]:
+    """Where each training word starts in ``text`` (the words are its pieces, in order) -> its tag."""
+    out, pos = {}, 0
+    for word, tag in zip(words.tokens, words.tags, strict=True):
+        pos = text.index(word, pos)
+        out[pos] = tag
+        pos += len(word)
+    return out
+
+
+def trained_logits(window: ner.Window, starts: dict[int, str]) -> np.ndarray:
+    """What a model trained on the words of ``starts`` answers: each word's tag at its first sub-token
+    (the position training labels), O at the others (never labelled in training)."""
     out = np.zeros((len(window.ids), len(CONLL)))
     for i, (s, e) in enumerate(window.offsets):
         out[i, CONLL.index(starts.get(s, "O") if e > s else "O")] = HIGH
     return out
 
 
-def served(tokenizer: Tokenizer, pretokenizer: str, max_length: int = 128, stride: int | None = None):
-    windows = ner.windows(tokenizer, SOCIAL_TEXT, max_length, stride, pretokenizer=pretokenizer)
-    logits = [trained_logits(w) for w in windows]
+def served(
+    tokenizer: Tokenizer,
+    trained_with: str,
+    served_with: str,
+    max_length: int = 128,
+    stride: int | None = None,
+) -> list[ner.Entity]:
+    """SOCIAL_TEXT's entities from a model trained with one pretokenizer, served with another."""
+    starts = word_starts(SOCIAL_TEXT, trained_words(tokenizer, trained_with))
+    windows = ner.windows(tokenizer, SOCIAL_TEXT, max_length, stride, pretokenizer=served_with)
+    logits = [trained_logits(w, starts) for w in windows]
     return checked(SOCIAL_TEXT, ner.extract(SOCIAL_TEXT, windows, logits, CONLL, "first"))
 
 
-def test_served_rows_are_the_rows_training_saw(tokenizer: Tokenizer) -> None:
-    assert [SOCIAL_TEXT[a:b] for a, b in split_words(SOCIAL_TEXT)] == [w for w, _ in SOCIAL]
-    [trained] = encode_words(tokenizer, [w for w, _ in SOCIAL], 128)
-    [window] = ner.windows(tokenizer, SOCIAL_TEXT, 128, pretokenizer="whitespace")
+def test_training_cuts_words_with_punctuation_into_tagged_pieces(tokenizer: Tokenizer) -> None:
+    words = trained_words(tokenizer, "tokenizer")
+    assert list(zip(words.tokens, words.tags, strict=True))[:11] == [
+        ("RT", "O"),
+        ("@", "B-PER"),
+        ("user", "I-PER"),
+        ("loving", "O"),
+        ("#", "B-MISC"),
+        ("tag", "I-MISC"),
+        ("in", "O"),
+        ("New", "B-LOC"),
+        ("-", "I-LOC"),
+        ("York", "I-LOC"),
+        (",", "O"),
+    ]
+    assert words.tokens[12:16] == ("U", ".", "S", ".") and words.tags[12:16] == ("B-LOC", *["I-LOC"] * 3)
+    assert words.tokens[-2:] == ("東", "京") and words.tags[-2:] == ("B-LOC", "I-LOC")
+    assert trained_words(tokenizer, "whitespace").tokens == tuple(w for w, _ in SOCIAL)
+
+
+@pytest.mark.parametrize("pretokenizer", PRETOKENIZERS)
+def test_served_rows_are_the_rows_training_saw(tokenizer: Tokenizer, pretokenizer: str) -> None:
+    words = trained_words(tokenizer, pretokenizer)
+    [trained] = encode_words(tokenizer, words.tokens, 128)
+    [window] = ner.windows(tokenizer, SOCIAL_TEXT, 128, pretokenizer=pretokenizer)
     assert (window.ids, window.word_ids) == (trained.ids, trained.word_ids)
-    spans = split_words(SOCIAL_TEXT)
-    for (s, e), word in zip(window.offsets, window.word_ids, strict=True):  # offsets into the whole text
-        assert word is None or spans[word][0] <= s < e <= spans[word][1]
-    firsts = first_token_positions(trained)
-    assert [window.offsets[firsts[i]][0] for i in range(len(SOCIAL))] == [a for a, _ in spans]
+    firsts = first_token_positions(trained)  # where training labels each word
+    starts = list(word_starts(SOCIAL_TEXT, words))
+    assert [window.offsets[firsts[i]][0] for i in range(len(words.tokens))] == starts
 
 
+@pytest.mark.parametrize("pretokenizer", PRETOKENIZERS)
 @pytest.mark.parametrize(("max_length", "stride"), [(128, None), (12, 4), (9, 0), (10, 7)])
-def test_entities_are_the_training_words_with_their_punctuation(
-    tokenizer: Tokenizer, max_length: int, stride: int | None
+def test_a_word_with_punctuation_is_served_as_one_entity_spanning_it(
+    tokenizer: Tokenizer, pretokenizer: str, max_length: int, stride: int | None
 ) -> None:
-    entities = served(tokenizer, "whitespace", max_length, stride)
+    entities = served(tokenizer, pretokenizer, pretokenizer, max_length, stride)
     assert spans_of(entities) == gold_entities()
     assert [" ".join(e.text.split()) for e in entities] == SOCIAL_ENTITIES
 
 
-def test_manifests_without_the_field_keep_the_tokenizers_words(tokenizer: Tokenizer) -> None:
-    # The tokenizer's pre-tokenizer splits "@user" into two words; "user" is read at a position training
-    # never labelled, so the entity loses it (what versions exported before the field still do).
-    entities = served(tokenizer, "tokenizer")
+def test_a_mismatched_pretokenizer_loses_entity_tails(tokenizer: Tokenizer) -> None:
+    # A model trained on whole words, served the tokenizer's words: "user" of "@user" is read at a
+    # position training never labelled, so the entity loses it. Hence the manifest records the choice.
+    entities = served(tokenizer, "whitespace", "tokenizer")
     assert [(e.label, e.text) for e in entities][:2] == [("PER", "@"), ("MISC", "#")]
     with pytest.raises(ValueError, match="pretokenizer"):
         ner.windows(tokenizer, "a b", 16, pretokenizer="punctuation")
 
 
-def test_whitespace_words_of_empty_texts(tokenizer: Tokenizer) -> None:
+def test_raw_text_keeps_punctuation_out_of_entities_trained_on_conll_words(tokenizer: Tokenizer) -> None:
+    # CoNLL holds punctuation as tokens of its own; raw text holds it attached to words.
+    conll = TokenExample(
+        ("visited", "London", ".", "(", "Paris", ")"), ("O", "B-LOC", "O", "O", "B-LOC", "O"), 1
+    )
+    text = "in London. (Paris)"
+
+    def entities(pretokenizer: str) -> list[str]:
+        [words] = pretokenize(tokenizer, [conll], pretokenizer)
+        [row] = encode_words(tokenizer, words.tokens, 128)
+        learnt = {row.ids[pos]: words.tags[w] for w, pos in first_token_positions(row).items()}
+        windows = ner.windows(tokenizer, text, 128, pretokenizer=pretokenizer)
+        logits = [
+            np.eye(len(CONLL))[[CONLL.index(learnt.get(i, "O")) for i in w.ids]] * HIGH for w in windows
+        ]
+        return [e.text for e in checked(text, ner.extract(text, windows, logits, CONLL, "first"))]
+
+    assert entities("tokenizer") == ["London", "Paris"]
+    # Whole whitespace words, each read at its first sub-token: "London." keeps its period, and "(Paris)"
+    # is read at "(", which this model learnt as O.
+    assert entities("whitespace") == ["London."]
+
+
+@pytest.mark.parametrize("pretokenizer", PRETOKENIZERS)
+def test_words_of_empty_texts(tokenizer: Tokenizer, pretokenizer: str) -> None:
     for text in ["", "   ", "\n\t", "\u200b"]:
-        windows = ner.windows(tokenizer, text, 16, pretokenizer="whitespace")
+        windows = ner.windows(tokenizer, text, 16, pretokenizer=pretokenizer)
         assert len(windows) == 1 and windows[0].keep_from == windows[0].keep_to
         logits = [np.zeros((len(windows[0].ids), len(LABELS)))]
         assert ner.extract(text, windows, logits, LABELS, "first") == []
