@@ -61,9 +61,10 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 Task = Literal["classification", "ner"]
 Quantization = Literal["int8-dynamic", "int8-static", "fp16", "none"]
-# How served NER text becomes the words whose first sub-token is read: "whitespace" as in training data
-# (tuneserve.encoding.split_words); "tokenizer": the tokenizer's own pre-tokenizer, which also splits at
-# punctuation (versions exported before the field was recorded).
+# How NER text becomes the words whose first sub-token is read, the same in training and serving:
+# "tokenizer", the tokenizer's own normalizer and pre-tokenizer, which also split at punctuation (the default,
+# and what versions exported before the field was recorded are served with); "whitespace", the words as
+# given (tuneserve.encoding.split_words), for served text pre-tokenized like the training data.
 Pretokenizer = Literal["whitespace", "tokenizer"]
 
 
