@@ -9,6 +9,10 @@ folder in the model store are removed, and the serving version is untouched.
 
 On start-up, jobs that were running when the server stopped are marked FAILED (their processes killed,
 their files removed); queued jobs stay queued and run.
+
+Every change of a job's state is a compare-and-set in the job store (``JobStore.transition``): the
+scheduler starts a job only if it is still queued, a cancel of a queued job applies only if it has not
+started, and a job ends (and is counted in ``tuneserve_training_jobs_finished_total``) exactly once.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Any
 import structlog
 
 from tuneserve.repository import ModelStore
-from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, Overloaded
+from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, ModelNotReady, Overloaded
 from tuneserve.server.jobstore import STAGES, JobRecord, JobStore
 from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import TrainingSettings
@@ -109,6 +113,7 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._scheduler: asyncio.Task[None] | None = None
         self._closing = False
+        self._cancel_wanted: set[str] = set()  # cancels of jobs started but not yet in _active
 
     # ------------------------------------------------------------------ life
 
@@ -141,9 +146,6 @@ class JobRunner:
         self._closing = True
         if self._scheduler is not None:
             self._scheduler.cancel()
-        for live in list(self._live.values()):  # end the watch streams: the server is going away
-            async with live.changed:
-                live.changed.notify_all()
         for job_id, proc in list(self._running.items()):
             job = self._active.get(job_id)
             if job is not None and STAGES.index(job.stage) < STAGES.index("promoting"):
@@ -153,6 +155,11 @@ class JobRunner:
                 _signal_group(proc, signal.SIGTERM)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.settings.cancel_grace_s + 5)
+        # End the watch streams after the jobs ended, so that their watchers see the final state; the
+        # watchers of jobs still unfinished are told UNAVAILABLE and the job's fate (``watch``).
+        for live in list(self._live.values()):
+            async with live.changed:
+                live.changed.notify_all()
 
     # ------------------------------------------------------------------ RPCs
 
@@ -223,15 +230,24 @@ class JobRunner:
 
     async def cancel(self, job_id: str) -> JobRecord:
         job = await self.get(job_id)
-        if job.final:
-            return job
         if job.state == "queued":
-            with contextlib.suppress(ValueError):
-                self._queue.remove(job.id)
-            await self._finish(job, "cancelled", "cancelled while queued")
+            done = job.model_copy(
+                update={"state": "cancelled", "finished_at": time.time(), "version": 0, "message": ""}
+            )
+            if await asyncio.to_thread(self.jobs.transition, done, ("queued",)):
+                with contextlib.suppress(ValueError):
+                    self._queue.remove(job.id)
+                await asyncio.to_thread(self._clean, done)
+                await self._ended(done, "cancelled while queued")
+                return done
+            job = await self.get(job_id)  # the scheduler started it meanwhile
+        if job.final or STAGES.index(job.stage) >= STAGES.index("promoting"):
+            return job  # over, or past the point of no return
+        if job.id not in self._active:  # started, but its runner has not taken it up yet
+            self._cancel_wanted.add(job.id)
+            log.info("job cancel requested", job=job.id, model=job.model)
             return job
-        if STAGES.index(job.stage) >= STAGES.index("promoting"):
-            return job  # past the point of no return
+        job = self._active[job.id]
         job.cancel_requested = True
         await asyncio.to_thread(self.jobs.save, job)
         proc = self._running.get(job.id)
@@ -258,7 +274,7 @@ class JobRunner:
             async with live.changed:
                 await live.changed.wait_for(lambda n=seen: len(live.events) > n or self._closing)
                 if self._closing and len(live.events) == seen:
-                    return
+                    raise ModelNotReady(await self._fate(job_id))
                 fresh = live.events[seen:]
                 seen = len(live.events)
             for i, event in enumerate(fresh):
@@ -267,6 +283,20 @@ class JobRunner:
                 yield event
                 if event.state in ("succeeded", "failed", "cancelled"):
                     return
+
+    async def _fate(self, job_id: str) -> str:
+        """What a watcher is told when the server shuts down before the job ended."""
+        job = await self.get(job_id)
+        if job.state == "queued":
+            fate = "it stays queued and runs when the server starts again"
+        elif job.final:
+            fate = f"it ended {job.state}"
+        else:
+            fate = "it is being stopped and will be FAILED; submit it again"
+        return (
+            f"the server is shutting down; job {job.id} is {job.state.upper()} (stage {job.stage}): {fate}; "
+            "GetTrainingJob tells its final state"
+        )
 
     # ------------------------------------------------------------------ work
 
@@ -287,20 +317,27 @@ class JobRunner:
 
     async def _run(self, job_id: str) -> None:
         try:
-            job = await asyncio.to_thread(self.jobs.get, job_id)
-            if job is None or job.final:
+            queued = await asyncio.to_thread(self.jobs.get, job_id)
+            if queued is None or queued.state != "queued":
                 return
+            job = queued.model_copy(
+                update={"state": "running", "stage": "training", "started_at": time.time()}
+            )
+            if not await asyncio.to_thread(self.jobs.transition, job, ("queued",)):
+                return  # cancelled while it waited
             self._active[job_id] = job
+            job.cancel_requested = job_id in self._cancel_wanted
             await self._execute(job)
         except Exception:
             log.exception("job runner crashed", job=job_id)
             job = self._active.get(job_id) or await asyncio.to_thread(self.jobs.get, job_id)
             if job is not None and not job.final:
                 job.error = "internal error of the job runner; the server log has the details"
-                await self._finish(job, "failed", job.error)
+                await self._finish(job, "failed", job.error, ("queued", "running"))
         finally:
             self._running.pop(job_id, None)
             self._active.pop(job_id, None)
+            self._cancel_wanted.discard(job_id)
             self._count()
             self._wake.set()
 
@@ -308,8 +345,10 @@ class JobRunner:
         work = Path(job.work_dir)
         spec_path = work / "spec.json"
         spec_path.write_text(json.dumps(job.spec))
-        job.state, job.stage, job.started_at = "running", "training", time.time()
         await self._publish(job, "started")
+        if job.cancel_requested:
+            await self._finish(job, "cancelled", "cancelled before its process started")
+            return
         read_fd, write_fd = os.pipe()
         env = {
             **os.environ,
@@ -430,14 +469,26 @@ class JobRunner:
             tail = log_path.read_text(errors="replace")[-_LOG_TAIL:].strip()
         return f"the job process {how}" + (f"; its log ends with: {tail}" if tail else "")
 
-    async def _finish(self, job: JobRecord, state: str, message: str) -> None:
+    async def _finish(
+        self, job: JobRecord, state: str, message: str, from_states: tuple[str, ...] = ("running",)
+    ) -> None:
+        """End a job this runner owns; nothing happens if its stored state is not one of ``from_states``."""
         # Clean up before the record says it ended: whoever sees a finished job finds nothing left behind.
         await asyncio.to_thread(self._clean, job)
         job.state = state  # type: ignore[assignment]
         job.finished_at = time.time()
         if state != "succeeded":
             job.version = 0
-        await self._publish(job, message)
+        job.message = message
+        if not await asyncio.to_thread(self.jobs.transition, job, from_states):
+            log.warning("job already ended elsewhere", job=job.id, model=job.model, state=state)
+            return
+        await self._ended(job, message)
+
+    async def _ended(self, job: JobRecord, message: str) -> None:
+        """Tell watchers, metrics and the log that ``job`` ended (once: its transition applied)."""
+        await self._notify(job, message)
+        state = job.state
         self.metrics.training_jobs_finished.labels(state, str(job.promoted).lower()).inc()
         if job.started_at is not None:
             self.metrics.training_job_duration.observe(job.finished_at - job.started_at)
@@ -459,6 +510,10 @@ class JobRunner:
     async def _publish(self, job: JobRecord, message: str, progress_only: bool = False) -> None:
         job.message = message or job.message
         await asyncio.to_thread(self.jobs.save, job)
+        await self._notify(job, message, progress_only)
+
+    async def _notify(self, job: JobRecord, message: str, progress_only: bool = False) -> None:
+        job.message = message or job.message
         live = self._live.setdefault(job.id, _Live())
         async with live.changed:
             live.events.append(Event.of(job, message, progress_only))

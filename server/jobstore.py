@@ -2,6 +2,10 @@
 
 Each job is one row: a few indexed columns to filter and order by, and the whole ``JobRecord`` as JSON.
 Writes are small and commit at once (WAL journal); the server is the only writer.
+
+A job's state changes only through ``transition``, a compare-and-set: it applies only if the stored state
+is one the caller expected, so of a cancel and a start racing for a queued job exactly one wins. ``save``
+writes the rest of the record and never changes the state.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,11 +101,26 @@ class JobStore:
             )
         return job
 
-    def save(self, job: JobRecord) -> None:
+    def save(self, job: JobRecord) -> bool:
+        """Write ``job`` if its stored state is still ``job.state``; False (nothing written) otherwise."""
         with self._lock:
-            self._db.execute(
-                "UPDATE jobs SET state = ?, data = ? WHERE id = ?", (job.state, job.model_dump_json(), job.id)
+            cursor = self._db.execute(
+                "UPDATE jobs SET data = ? WHERE id = ? AND state = ?",
+                (job.model_dump_json(), job.id, job.state),
             )
+        return cursor.rowcount == 1
+
+    def transition(self, job: JobRecord, from_states: Iterable[str]) -> bool:
+        """Write ``job`` (its new state included) only if the stored state is one of ``from_states``;
+        whether it applied."""
+        expected = tuple(from_states)
+        marks = ", ".join("?" * len(expected))
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE jobs SET state = ?, data = ? WHERE id = ? AND state IN ({marks})",
+                (job.state, job.model_dump_json(), job.id, *expected),
+            )
+        return cursor.rowcount == 1
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:

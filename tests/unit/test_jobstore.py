@@ -35,3 +35,20 @@ def test_jobs_survive_reopen_and_list_newest_first(tmp_path: Path) -> None:
     assert [j.id for j in store.unfinished()] == ["job2", "job3"]
     store.add(_job(9, "d"))
     assert store.get("job9").seq == 5  # type: ignore[union-attr]
+
+
+def test_transition_is_a_compare_and_set_and_save_keeps_the_state(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    store.add(_job(1, "a"))
+    queued = store.get("job1")
+    assert queued is not None
+    cancelled = queued.model_copy(update={"state": "cancelled"})
+    started = queued.model_copy(update={"state": "running"})
+    assert store.transition(cancelled, ("queued",))
+    assert not store.transition(started, ("queued",)), "a cancelled job cannot start"
+    assert not store.save(started), "save never changes the state"
+    assert store.get("job1").state == "cancelled"  # type: ignore[union-attr]
+    cancelled.error = "x"
+    assert store.save(cancelled)
+    assert store.get("job1").error == "x"  # type: ignore[union-attr]
+    assert [j.id for j in store.unfinished()] == []
