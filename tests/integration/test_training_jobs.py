@@ -247,22 +247,45 @@ def test_sigterm_mid_job_drains_and_fails_the_job(empty_root: Path, tiny_base: P
     server = ServerProcess(empty_root, "--intra-op-threads", "1")
     job = server.training.Train(classification_request("drained", tiny_base, epochs=100)).job
     wait_until(server, job.id, lambda j: j.progress.step >= 2)
+    waiting = server.training.Train(classification_request("waiting", tiny_base, epochs=1)).job
+    assert waiting.state == training_pb2.JOB_STATE_QUEUED
     events: list = []
-    watcher = threading.Thread(target=lambda: _watch_quietly(server, job.id, events))
-    watcher.start()
+    queued_events: list = []
+    ends: dict[str, grpc.RpcError | None] = {}
+    watchers = [
+        threading.Thread(target=_watch_to_end, args=(server, job.id, events, ends)),
+        threading.Thread(target=_watch_to_end, args=(server, waiting.id, queued_events, ends)),
+    ]
+    for w in watchers:
+        w.start()
+    while len(events) < 1 or len(queued_events) < 1:
+        time.sleep(0.05)
     started = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 20, "a running job must not hold the drain"
-    watcher.join(10)
+    for w in watchers:
+        w.join(10)
     assert not job_pids(job.id)
+    # The running job's watcher sees its final state; the queued one's is told that it stays queued.
+    assert ends[job.id] is None and events[-1].state == training_pb2.JOB_STATE_FAILED, (ends, events[-1])
+    error = ends[waiting.id]
+    assert error is not None and error.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in error.details() and "stays queued" in error.details()
     restarted = ServerProcess(empty_root, "--intra-op-threads", "1")
     try:
         done = restarted.training.GetTrainingJob(training_pb2.GetTrainingJobRequest(job_id=job.id)).job
         assert done.state == training_pb2.JOB_STATE_FAILED and "shut down" in done.error
         assert ModelStore(empty_root).versions("drained") == []
-        assert not leftovers(empty_root)
     finally:
         restarted.stop()
+
+
+def _watch_to_end(server: ServerProcess, job_id: str, out: list, ends: dict) -> None:
+    try:
+        _watch(server, job_id, out)
+        ends[job_id] = None
+    except grpc.RpcError as exc:
+        ends[job_id] = exc
 
 
 def _watch_quietly(server: ServerProcess, job_id: str, out: list) -> None:
