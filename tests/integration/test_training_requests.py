@@ -81,6 +81,12 @@ def _with(request: training_pb2.TrainRequest, **hyper: object) -> training_pb2.T
         (lambda r: _with(r, max_length=4), "max_length"),
         (lambda r: _with(r, warmup_ratio=1.0), "warmup_ratio"),
         (lambda r: _with(r, freeze="bottom"), "freeze"),
+        (lambda r: _with(r, freeze="1.5"), "freeze"),
+        (lambda r: _with(r, freeze="\u0663"), "freeze"),  # an Arabic-Indic three: a digit, not an integer
+        (lambda r: _with(r, freeze="3"), "the base model has 2 layers"),
+        (lambda r: _with(r, seed=-1), "seed"),
+        (lambda r: _with(r, seed=2**32), "seed"),
+        (lambda r: setattr(r, "promotion_policy", 99), "promotion_policy 99"),
         (lambda r: setattr(r, "promotion_tolerance", -0.1), "promotion_tolerance"),
         (lambda r: setattr(r, "minimum_metric", 1.5), "minimum_metric"),
         (lambda r: r.training_data.classification_examples.examples[0].ClearField("labels"), "exactly one"),
@@ -146,6 +152,9 @@ def test_unknown_base_model_is_not_found(trainer: ServerProcess, tmp_path: Path)
         ("s3://bucket/data.tsv", "only paths under the server's data root"),
         ("missing.tsv", "no such file"),
         ("broken.jsonl", "broken.jsonl:2: missing key"),
+        ("x\0y.tsv", "NUL character"),
+        ("a" * 5000, "at most 4096"),
+        ("b" * 300 + ".tsv", "cannot be opened"),
     ],
 )
 def test_uri_datasets_stay_inside_the_data_root(trainer: ServerProcess, uri: str, needle: str) -> None:
@@ -153,6 +162,26 @@ def test_uri_datasets_stay_inside_the_data_root(trainer: ServerProcess, uri: str
     assert code == INVALID
     assert needle in details
     assert "secret" not in details or uri.startswith(("..", "sub", "link"))
+
+
+def test_hub_base_while_offline_is_invalid(model_store: Path, tmp_path: Path, tiny_base: Path) -> None:
+    root = tmp_path / "models"
+    root.mkdir()
+    server = ServerProcess(root, "--intra-op-threads", "1", env={"HF_HUB_OFFLINE": "1"})
+    try:
+        request = classification_request("from-hub", tiny_base)
+        request.base_model = "someone/not-cached-model"
+        code, details = _train(server, request)
+        assert code == INVALID
+        assert "offline (HF_HUB_OFFLINE is set)" in details
+        # A base on the server's disk still trains (here: up to the point of admission).
+        request.base_model = str(tiny_base)
+        request.hyperparameters.freeze = "2"
+        job = server.training.Train(request).job
+        server.training.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(job_id=job.id))
+        wait_job(server, job.id, timeout=120)
+    finally:
+        server.stop()
 
 
 def test_uri_needs_a_data_root(model_store: Path, tmp_path: Path) -> None:
