@@ -25,6 +25,7 @@ import grpc
 import structlog
 
 from tuneserve.server.auth import Authenticator
+from tuneserve.server.decoding import parse_in_handler
 from tuneserve.server.errors import ModelNotReady, TuneserveError
 from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
 
@@ -129,7 +130,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:  # an unknown method: not cached, since any name can be asked for
                 return None
-            handler = self._handlers[full] = self._wrap(full, handler)
+            handler = self._handlers[full] = parse_in_handler(self._wrap(full, handler))
         return handler
 
     def _wrap(self, full: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
