@@ -418,9 +418,22 @@ _HYPERPARAMETERS = {
     "early_stopping_patience": "early_stopping_patience",
     "freeze": "freeze",
 }
-_TASKS = {"classification": 1, "ner": 2}  # tuneserve.v1.Task
-_QUANTIZATIONS = {"int8-dynamic": 1, "int8-static": 2, "fp16": 3, "none": 4}  # tuneserve.v1.Quantization
+_TASKS = {"classification": "TASK_CLASSIFICATION", "ner": "TASK_TOKEN_CLASSIFICATION"}  # tuneserve.v1.Task
 _JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def enum_value(enum: str, choice: str | None) -> int:
+    """The number of the generated proto enum ``enum`` (e.g. ``Quantization``) for a CLI choice, by name
+    (``int8-dynamic``: ``QUANTIZATION_INT8_DYNAMIC``); 0 (unspecified) for no choice."""
+    from tuneserve.v1 import common_pb2, training_pb2
+
+    if not choice:
+        return 0
+    if enum == "Task":
+        return common_pb2.Task.Value(_TASKS[choice])
+    kind = getattr(common_pb2, enum, None) or getattr(training_pb2, enum)
+    prefix = {"JobState": "JOB_STATE", "PromotionPolicy": "PROMOTION_POLICY"}.get(enum, enum.upper())
+    return kind.Value(f"{prefix}_{choice.upper().replace('-', '_')}")
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -457,13 +470,13 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
             setattr(hyper, field, value)
     request = training_pb2.TrainRequest(
         model=options["model"],
-        task=_TASKS.get(task or "", 0),
+        task=enum_value("Task", task),
         base_model=options["base"] or "",
         training_data=train_data,
         validation_data=validation,
         hyperparameters=hyper,
-        quantization=_QUANTIZATIONS.get(options["quantization"] or "", 0),
-        promotion_policy=2 if options["promotion_policy"] == "register-only" else 1,
+        quantization=enum_value("Quantization", options["quantization"]),
+        promotion_policy=enum_value("PromotionPolicy", options["promotion_policy"]),
         promotion_tolerance=options["promotion_tolerance"],
         minimum_metric=options["minimum_metric"],
         multi_label=options["multi_label"],
@@ -486,7 +499,7 @@ def _model_task(conn: remote.Connection, name: str) -> str:
     from tuneserve.v1 import model_pb2
 
     model = remote.call(conn, "models", "GetModel", model_pb2.GetModelRequest(name=name)).model
-    return {v: k for k, v in _TASKS.items()}[model.task]
+    return {enum_value("Task", k): k for k in _TASKS}[model.task]
 
 
 @main.group()
@@ -508,7 +521,7 @@ def jobs_list(model: str, state: str | None, page_size: int, page_token: str, **
 
     request = training_pb2.ListTrainingJobsRequest(
         model=model,
-        state=_JOB_STATES.index(state) + 1 if state else 0,
+        state=enum_value("JobState", state),
         page_size=page_size,
         page_token=page_token,
     )
