@@ -1,4 +1,8 @@
-"""Structured logging: one JSON object per line (or readable key=value lines on a terminal)."""
+"""Structured logging: one JSON object per line (or readable key=value lines on a terminal).
+
+A logged exception keeps its traceback: in JSON as the ``exception`` string (``exc_info`` resolved), on a
+terminal as the console renderer prints it; for structlog and standard-library records alike.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     """Route structlog and the standard library's logging to stderr in one format."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
-    renderer = (
-        structlog.dev.ConsoleRenderer(colors=False)
+    renderer: list[structlog.typing.Processor] = (
+        [structlog.dev.ConsoleRenderer(colors=False)]
         if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        else [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     )
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -31,7 +35,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         )
     )
