@@ -364,6 +364,12 @@ def export_cmd(checkpoint: Path, **options) -> None:
         result = export(ExportConfig(checkpoint=checkpoint, **options))
     except SigningError as exc:
         raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # a full disk, a read-only store, a permission: the export left nothing behind
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise click.ClickException(
+            f"export failed: {exc.strerror or exc}{where}; nothing was published (free space or fix the "
+            "model root, then export again)"
+        ) from exc
     m = result.manifest
     click.echo(
         json.dumps(
