@@ -7,6 +7,7 @@ Every message says what was wrong and what is allowed, and is sent to the client
     ├── ModelNotFound               NOT_FOUND         unknown model or version
     ├── ModelNotReady               UNAVAILABLE       starting, draining, or the model failed to load
     ├── Overloaded                  RESOURCE_EXHAUSTED queue full; the message has retry advice
+    ├── StorageFull                 RESOURCE_EXHAUSTED the disk the server writes to is full
     ├── DeadlineExceeded            DEADLINE_EXCEEDED the caller's deadline passed before the work ran
     ├── Unimplemented               UNIMPLEMENTED     an RPC this server does not implement
     ├── JobConflict                 ALREADY_EXISTS    a job for the model is already queued or running
@@ -47,6 +48,10 @@ class ModelNotReady(TuneserveError):
 
 
 class Overloaded(TuneserveError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class StorageFull(TuneserveError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 

@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
+import sqlite3
 from pathlib import Path
+
+import structlog
 
 from tuneserve.repository import ModelStore
 from tuneserve.server import trainrequest
 from tuneserve.server.catalog import Catalog
+from tuneserve.server.errors import StorageFull
 from tuneserve.server.jobs import JobRunner
 from tuneserve.server.jobstore import JobRecord, JobStore
 from tuneserve.server.metrics import Metrics
@@ -20,6 +25,9 @@ from tuneserve.server.settings import Settings
 from tuneserve.v1 import training_pb2
 
 JOBS_DB = "jobs.sqlite"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+log = structlog.get_logger("tuneserve.server.training")
 
 
 def unavailable_reason(settings: Settings) -> str | None:
@@ -73,13 +81,33 @@ class Training:
         self.jobs.close()
 
     async def train(self, request: training_pb2.TrainRequest) -> JobRecord:
-        """Validate and queue; INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or RESOURCE_EXHAUSTED at once."""
+        """Validate and queue; INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or RESOURCE_EXHAUSTED (a full
+        queue, or a full jobs disk: logged with its traceback) at once."""
         if request.model:
             await self.runner.check_admission(request.model)
         job_id = self.runner.new_job_id()
         work = self.runner.work_dir(job_id)
-        job = await asyncio.to_thread(trainrequest.prepare, request, self.settings, self.store, job_id, work)
-        return await self.runner.submit(job)
+        try:
+            job = await asyncio.to_thread(
+                trainrequest.prepare, request, self.settings, self.store, job_id, work
+            )
+            return await self.runner.submit(job)
+        except (OSError, sqlite3.Error) as exc:
+            if not _disk_full(exc):
+                raise
+            folder = jobs_dir(self.settings)
+            log.error("train refused: no space for the job", jobs_dir=str(folder), exc_info=exc)
+            raise StorageFull(
+                f"the server has no space left for the job's data in its jobs folder ({exc}); nothing "
+                "was queued: retry once the operator has freed space"
+            ) from exc
 
     async def _after_success(self, name: str, version: int) -> None:
         await self.catalog.retain(name, self.settings.training.keep_versions, protect=version)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full: ENOSPC/EDQUOT, or SQLite's SQLITE_FULL."""
+    if isinstance(exc, OSError):
+        return exc.errno in _FULL
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
