@@ -13,7 +13,8 @@ JSONL token with whitespace in it (``"New York"``) becomes one word per part, th
 its entity (``B-LOC`` → ``B-LOC``, ``I-LOC``; `split_tokens`). Training may cut words further, at the
 tokenizer's pre-tokenizer (``tuneserve.encoding.pretokenize``).
 
-Files are read as bytes and decoded line by line as UTF-8 (a leading BOM is accepted). Every problem
+Files are read as bytes and decoded line by line as UTF-8; a byte-order mark at the start of the file or of
+any line (files concatenated, lines pasted) is dropped. Every problem
 raises `DataError`, whose ``str()`` is ``PATH:LINE: message``.
 """
 
@@ -99,7 +100,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _lines(path: Path, data: bytes) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without line ending), decoding each line as UTF-8."""
+    """Yield (1-based line number, text without line ending nor leading BOM), decoding each line as UTF-8."""
     raw_lines = data.split(b"\n")
     if raw_lines[-1] == b"":
         raw_lines.pop()
@@ -113,7 +114,7 @@ def _lines(path: Path, data: bytes) -> Iterator[tuple[int, str]]:
                 "the file must be encoded as UTF-8",
                 number,
             ) from None
-        yield number, text.removesuffix("\r")
+        yield number, text.removesuffix("\r").removeprefix("\ufeff")
 
 
 def _json_type(value: object) -> str:
