@@ -2,18 +2,28 @@
 
 With a certificate and its key the port speaks TLS only; with a client CA as well, every client must
 present a certificate that CA signed (mutual TLS), and the handshake fails for one that does not. The files
-are read and checked once at start-up (Python's ``ssl`` parses them), so a bad file is a ``ConfigError``
-naming it rather than gRPC's "failed to bind"; replacing a certificate takes a restart.
+are read and checked at start-up (Python's ``ssl`` parses them), so a bad file is a ``ConfigError`` naming
+it rather than gRPC's "failed to bind".
+
+Rotation needs no restart (cert-manager renews certificates in place): gRPC asks ``Reloader`` for the
+certificates at every new TLS handshake; it compares the files' stat (inode, size, mtime) with what it last
+loaded and, when they changed, reads and checks them again. Connections made after the change get the new
+certificate (and client CA); open ones keep theirs. Files that changed but cannot be used (a key that is
+not the certificate's, a half-written file) are logged and the previous certificate stays.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
 import grpc
+import structlog
 
 from tuneserve.server.settings import ConfigError, TLSSettings
+
+log = structlog.get_logger("tuneserve.server.tls")
 
 
 def _read(path: Path, option: str) -> bytes:
@@ -53,14 +63,62 @@ def _check(settings: TLSSettings) -> None:
             ) from None
 
 
+class Reloader:
+    """The certificate configuration fetcher of ``grpc.dynamic_ssl_server_credentials``."""
+
+    def __init__(self, settings: TLSSettings) -> None:
+        assert settings.cert_file is not None and settings.key_file is not None
+        self.settings = settings
+        self.files = [settings.cert_file, settings.key_file]
+        if settings.client_ca_file is not None:
+            self.files.append(settings.client_ca_file)
+        self._stamp = self._stat()
+        self.initial = self._load()
+
+    def _stat(self) -> tuple[tuple[int, int, int] | None, ...]:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in self.files:
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _load(self) -> grpc.ServerCertificateConfiguration:
+        settings = self.settings
+        assert settings.cert_file is not None and settings.key_file is not None
+        chain = _read(settings.cert_file, "--tls-cert")
+        key = _read(settings.key_file, "--tls-key")
+        client_ca = (
+            None if settings.client_ca_file is None else _read(settings.client_ca_file, "--tls-client-ca")
+        )
+        _check(settings)
+        return grpc.ssl_server_certificate_configuration([(key, chain)], root_certificates=client_ca)
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        """A new configuration if the files changed and are usable; None keeps the current one."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp  # a bad change is reported once, and tried again when the files change again
+        try:
+            config = self._load()
+        except Exception as exc:
+            log.warning(
+                "tls files changed but cannot be used; the previous certificate stays", error=str(exc)
+            )
+            return None
+        log.info("tls certificate reloaded", cert_file=str(self.settings.cert_file))
+        return config
+
+
 def server_credentials(settings: TLSSettings) -> grpc.ServerCredentials | None:
-    """The credentials for ``add_secure_port``; None when TLS is off (plaintext port)."""
+    """The credentials for ``add_secure_port``; None when TLS is off (plaintext port). The certificates
+    are reloaded when their files change (``Reloader``)."""
     if settings.cert_file is None or settings.key_file is None:
         return None
-    chain = _read(settings.cert_file, "--tls-cert")
-    key = _read(settings.key_file, "--tls-key")
-    client_ca = None if settings.client_ca_file is None else _read(settings.client_ca_file, "--tls-client-ca")
-    _check(settings)
-    return grpc.ssl_server_credentials(
-        [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    reloader = Reloader(settings)
+    return grpc.dynamic_ssl_server_credentials(
+        reloader.initial, reloader, require_client_authentication=settings.client_ca_file is not None
     )
