@@ -75,27 +75,22 @@ def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) 
 def test_failed_job_makes_watch_fail(tmp_path: Path) -> None:
     root = tmp_path / "models"
     root.mkdir()
+    broken = tmp_path / "broken-base"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "bert"}')  # a base folder without weights
     server = ServerProcess(root, "--intra-op-threads", "1", env={"HF_HUB_OFFLINE": "1"})
     try:
-        result = run_cli(
-            "train",
-            "--server",
-            server.target,
-            "--model",
-            "offline",
-            "--task",
-            "classification",
-            "--train",
-            FIXTURES / "sentiment_train.tsv",
-            "--base",
-            "no-such-org/no-such-model",
-            "--watch",
-            check=False,
-        )
+        train = ["train", "--server", server.target, "--model", "offline", "--task", "classification"]
+        train += ["--train", FIXTURES / "sentiment_train.tsv"]
+        result = run_cli(*train, "--base", broken, "--watch", check=False)
         assert result.returncode == 1
         job = last_json(result.stdout)
-        assert job["state"] == "JOB_STATE_FAILED"
-        assert "no-such-org/no-such-model" in job["error"] and "Hub" in job["error"]
+        assert job["state"] == "JOB_STATE_FAILED" and job["error"]
+        # A hub id while the server is offline is refused at once.
+        offline = run_cli(*train, "--base", "no-such-org/no-such-model", check=False)
+        assert (
+            offline.returncode != 0 and "INVALID_ARGUMENT" in offline.stderr and "offline" in offline.stderr
+        )
         bad = run_cli("train", "--server", server.target, "--model", "x", "--train-uri", "a.tsv", check=False)
         assert bad.returncode != 0 and "INVALID_ARGUMENT" in bad.stderr
         assert (
