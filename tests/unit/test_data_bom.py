@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneserve.trainer.data import read_classification, read_ner
+from tuneserve.data import read_classification, read_ner
 
 BOM = "\ufeff"
 
