@@ -19,17 +19,24 @@ Rows of very different lengths are not padded together: a batch taken from the q
 and cut into runs of similar lengths where that costs less than the padding it saves (``split_by_length``;
 a run costs about ``RUN_OVERHEAD_TOKENS`` plus its padded tokens). Shorter runs go first.
 
-ORT runs in a dedicated thread (``RunThread``), off the event loop. Admission is bounded: beyond
-``max_queue`` rows queued or running, ``submit`` raises ``Overloaded`` at once with retry advice. Rows whose
-caller went away or whose deadline passed while queued are dropped, never computed. If a run fails, its
-rows are re-run one by one so that the error belongs to the row that caused it and the other callers still
-get results.
+ORT runs in a dedicated thread (``RunThread``), off the event loop. If a run fails, its rows are re-run one
+by one so that the error belongs to the row that caused it and the other callers still get results.
+
+Admission is by cost, before any expensive step: ``admit`` takes a request's estimated rows and tokens
+(before it is tokenized or windowed) and holds them in a ``Ticket`` until ``submit`` replaces the estimate
+with the real rows. It raises ``Overloaded`` (with retry advice) at once when the rows or tokens queued,
+running or held would pass ``max_queue`` / ``max_queue_tokens``, or when the request could not finish
+within its deadline at the queue's measured drain rate (tokens per second of wall time while the model is
+busy, a moving average). A request reaching an idle model is always admitted by the bounds (not by the
+deadline). Rows whose caller went away or whose deadline passed are dropped, never computed: the check is
+made again right before each run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import queue
 import threading
@@ -61,6 +68,8 @@ class BatchObserver(Protocol):
 
     def dropped(self, reason: str, rows: int) -> None: ...
 
+    def refused(self, reason: str) -> None: ...
+
 
 class NullObserver:
     def queue_depth(self, rows: int) -> None:
@@ -70,6 +79,9 @@ class NullObserver:
         pass
 
     def dropped(self, reason: str, rows: int) -> None:
+        pass
+
+    def refused(self, reason: str) -> None:
         pass
 
 
@@ -124,6 +136,32 @@ class RunThread:
                 loop.call_soon_threadsafe(_deliver, future, result, error, after)
 
 
+class Ticket:
+    """Capacity held for one request from ``admit`` until its rows are queued (or it gives up).
+
+    ``with`` releases it on the way out; ``submit`` releases it once the real rows are counted instead.
+    """
+
+    __slots__ = ("_batcher", "rows", "tokens")
+
+    def __init__(self, batcher: Batcher | None, rows: int, tokens: int) -> None:
+        self._batcher = batcher
+        self.rows = rows
+        self.tokens = tokens
+
+    def release(self) -> None:
+        if self._batcher is not None:
+            self._batcher._held_rows -= self.rows
+            self._batcher._held_tokens -= self.tokens
+            self._batcher = None
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass(eq=False)
 class _Item:
     row: Row
@@ -131,6 +169,7 @@ class _Item:
     enqueued: float  # loop.time()
     deadline: float | None  # loop.time(); None: no deadline
     busy: bool  # the model was busy when the row arrived: it may wait for company, and runs with ``run``
+    tokens: int
 
 
 class Batcher:
@@ -153,6 +192,11 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._wakeup = asyncio.Event()
         self._pending = 0  # rows admitted and not finished (queued or running)
+        self._pending_tokens = 0  # their tokens
+        self._held_rows = 0  # rows and tokens held by tickets (estimates of requests being tokenized)
+        self._held_tokens = 0
+        self._rate = 0.0  # tokens per second of wall time while busy (moving average); 0: not measured
+        self._last_end = 0.0  # perf_counter() at the end of the last run
         self._busy = False  # a run is in progress (the worker's or a direct one)
         self._closed = False
         self._batch_seconds = 0.0  # moving average of one run, for retry advice
@@ -167,29 +211,76 @@ class Batcher:
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.label}")
 
-    def check_capacity(self, rows: int) -> None:
-        """Raise ``Overloaded`` now if ``rows`` more would not be admitted (a cheap early check)."""
+    @property
+    def drain_rate(self) -> float:
+        """Measured tokens per second while busy (0: nothing measured yet)."""
+        return self._rate
+
+    def admit(self, rows: int, tokens: int, deadline: float | None = None) -> Ticket:
+        """Hold ``rows`` and ``tokens`` (estimates are fine) for a request about to be tokenized, or raise.
+
+        Raises ``ModelNotReady`` if closing, ``DeadlineExceeded`` if ``deadline`` (``loop.time()`` terms)
+        has passed, ``Overloaded`` if the bounds would be passed or the request could not finish in time.
+        """
         if self._closed:
             raise ModelNotReady(f"{self.label} is being unloaded; retry (version 0 gets the serving version)")
-        if self._pending and self._pending + rows > self.settings.max_queue:
-            raise Overloaded(self._overloaded_message(rows))
+        load_rows = self._pending + self._held_rows
+        load_tokens = self._pending_tokens + self._held_tokens
+        if load_rows and (
+            load_rows + rows > self.settings.max_queue
+            or load_tokens + tokens > self.settings.max_queue_tokens
+        ):
+            self._observer.refused("queue_full")
+            raise Overloaded(self._overloaded_message(rows, tokens))
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                self._observer.refused("deadline")
+                raise DeadlineExceeded(
+                    f"the call's deadline passed before it reached {self.label}; allow a longer deadline"
+                )
+            if self._rate and (need := (load_tokens + tokens) / self._rate) > left:
+                self._observer.refused("deadline")
+                raise Overloaded(
+                    f"{self.label} cannot finish this request within its deadline: its ~{tokens} tokens "
+                    f"would wait behind {load_tokens} queued, about {need:.2f} s at the measured "
+                    f"{self._rate:.0f} tokens/s, and {left:.2f} s are left; retry in about "
+                    f"{self._retry_ms()} ms with exponential backoff, allow a longer deadline, or send "
+                    "fewer texts per call"
+                )
+        self._held_rows += rows
+        self._held_tokens += tokens
+        return Ticket(self, rows, tokens)
 
-    async def submit(self, rows: Sequence[Row], deadline: float | None = None) -> list[np.ndarray]:
+    def check_capacity(self, rows: int, tokens: int = 0) -> None:
+        """Raise ``Overloaded`` now if ``rows`` more would not be admitted (a cheap early check)."""
+        self.admit(rows, tokens).release()
+
+    async def submit(
+        self, rows: Sequence[Row], deadline: float | None = None, ticket: Ticket | None = None
+    ) -> list[np.ndarray]:
         """Queue ``rows`` and return their outputs in order: ``[labels]`` or ``[tokens, labels]`` each.
 
-        ``deadline`` is in ``loop.time()`` terms. Raises ``Overloaded`` when the queue is full,
-        ``DeadlineExceeded`` when the deadline passes before the rows run, or the run's error.
+        ``deadline`` is in ``loop.time()`` terms. Without a ``ticket`` (from ``admit``) the rows are
+        admitted here; with one they were admitted by estimate, and the ticket is released. Raises
+        ``Overloaded`` when the queue is full, ``DeadlineExceeded`` when the deadline passes before the
+        rows run, or the run's error.
         """
-        self.check_capacity(len(rows))
+        if ticket is None:
+            ticket = self.admit(len(rows), sum(len(r.ids) for r in rows), deadline)
+        ticket.release()
+        if self._closed:
+            raise ModelNotReady(f"{self.label} is being unloaded; retry (version 0 gets the serving version)")
         self.start()
         loop = asyncio.get_running_loop()
         now = loop.time()
         if len(rows) == 1 and not self._busy and not self._queue and (deadline is None or deadline > now):
             return [await self._run_direct(rows[0])]
-        items = [_Item(row, loop.create_future(), now, deadline, self._busy) for row in rows]
+        items = [_Item(row, loop.create_future(), now, deadline, self._busy, len(row.ids)) for row in rows]
         self._pending += len(items)
         for item in items:
-            item.future.add_done_callback(self._release)
+            self._pending_tokens += item.tokens
+            item.future.add_done_callback(functools.partial(self._release, item.tokens))
         self._queue.extend(items)
         self._observer.queue_depth(len(self._queue))
         self._wakeup.set()
@@ -225,8 +316,9 @@ class Batcher:
         self._queue.clear()
         self._runner.stop()
 
-    def _release(self, _: asyncio.Future[np.ndarray]) -> None:
+    def _release(self, tokens: int, _: asyncio.Future[np.ndarray]) -> None:
         self._pending -= 1
+        self._pending_tokens -= tokens
 
     async def _run_direct(self, row: Row) -> np.ndarray:
         """Run one row on the idle model from the caller's task (see the module docstring)."""
@@ -235,29 +327,50 @@ class Batcher:
         def after(error: BaseException | None) -> None:  # the run is over, even if the caller left
             self._busy = False
             self._pending -= 1
+            self._pending_tokens -= tokens
             if self._queue:
                 self._wakeup.set()
             if error is None:
-                self._record([row], [0.0], time.perf_counter() - t0)
+                self._record([row], [0.0], t0)
 
+        tokens = len(row.ids)
         run = self._runner.run(self._run_idle, [row], after)
         self._busy = True
         self._pending += 1
+        self._pending_tokens += tokens
         return _row_output(await run, 0, row)
 
-    def _record(self, rows: Sequence[Row], waits: Sequence[float], seconds: float) -> None:
+    def _record(self, rows: Sequence[Row], waits: Sequence[float], t0: float) -> None:
+        """Account a run that started at ``t0`` (``perf_counter``) and just ended."""
+        end = time.perf_counter()
+        seconds = end - t0
+        tokens = sum(len(r.ids) for r in rows)
+        # The drain rate counts the time since the previous run ended when runs follow each other (the
+        # event loop's work between runs slows the queue's drain too), the run alone after an idle spell.
+        busy = end - max(t0, self._last_end)
+        self._last_end = end
+        if busy > 0:
+            rate = tokens / busy
+            self._rate = rate if not self._rate else 0.8 * self._rate + 0.2 * rate
         self._batch_seconds = (
             seconds if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * seconds
         )
-        self._observer.batch(len(rows), sum(len(r.ids) for r in rows), waits, seconds)
+        self._observer.batch(len(rows), tokens, waits, seconds)
 
-    def _overloaded_message(self, rows: int) -> str:
-        batches = math.ceil((self._pending + rows) / self.settings.max_batch_size)
-        wait_ms = max(1, round(batches * self._batch_seconds * 1000))
+    def _retry_ms(self) -> int:
+        """About how long the work queued now takes to drain, in ms (retry advice)."""
+        if self._rate:
+            return max(1, round((self._pending_tokens + self._held_tokens) / self._rate * 1000))
+        batches = math.ceil((self._pending + self._held_rows) / self.settings.max_batch_size)
+        return max(1, round(batches * self._batch_seconds * 1000))
+
+    def _overloaded_message(self, rows: int, tokens: int) -> str:
         return (
-            f"{self.label} is overloaded: {self._pending} rows (texts, or windows of long texts) are queued "
-            f"or running and {rows} more would pass the queue limit of {self.settings.max_queue}; retry in "
-            f"about {wait_ms} ms with exponential backoff (or send fewer texts per call)"
+            f"{self.label} is overloaded: {self._pending + self._held_rows} rows (texts, or windows of long "
+            f"texts) and {self._pending_tokens + self._held_tokens} tokens are queued or running, and "
+            f"{rows} rows / ~{tokens} tokens more would pass the queue limit of {self.settings.max_queue} "
+            f"rows / {self.settings.max_queue_tokens} tokens; retry in about {self._retry_ms()} ms with "
+            "exponential backoff (or send fewer texts per call)"
         )
 
     async def _loop(self) -> None:
@@ -295,26 +408,30 @@ class Batcher:
             except TimeoutError:
                 return
 
+    def _unwanted(self, item: _Item, now: float) -> bool:
+        """Whether ``item`` must not run: its caller went away, or its deadline passed (then failed here)."""
+        if item.future.done():  # the caller went away (cancelled, or another of its rows failed)
+            self._observer.dropped("cancelled", 1)
+            return True
+        if item.deadline is not None and item.deadline <= now:
+            self._observer.dropped("deadline", 1)
+            item.future.set_exception(
+                DeadlineExceeded(
+                    f"the call's deadline passed after {now - item.enqueued:.3f} s in the queue of "
+                    f"{self.label}, before it could run; allow a longer deadline or retry when the "
+                    "server is less busy"
+                )
+            )
+            return True
+        return False
+
     def _take(self, now: float) -> list[_Item]:
         batch: list[_Item] = []
         width = 0
-        expired = 0
         while self._queue and len(batch) < self.settings.max_batch_size:
             item = self._queue[0]
-            if item.future.done():  # the caller went away (cancelled, or another of its rows failed)
+            if self._unwanted(item, now):
                 self._queue.popleft()
-                self._observer.dropped("cancelled", 1)
-                continue
-            if item.deadline is not None and item.deadline <= now:
-                self._queue.popleft()
-                expired += 1
-                item.future.set_exception(
-                    DeadlineExceeded(
-                        f"the call's deadline passed after {now - item.enqueued:.3f} s in the queue of "
-                        f"{self.label}, before it could run; allow a longer deadline or retry when the "
-                        "server is less busy"
-                    )
-                )
                 continue
             new_width = max(width, len(item.row.ids))
             if batch and new_width * (len(batch) + 1) > self.settings.max_batch_tokens:
@@ -322,8 +439,6 @@ class Batcher:
             self._queue.popleft()
             batch.append(item)
             width = new_width
-        if expired:
-            self._observer.dropped("deadline", expired)
         self._observer.queue_depth(len(self._queue))
         return batch
 
@@ -336,8 +451,11 @@ class Batcher:
             await self._execute_run(loop, [batch[i] for i in run], fn)
 
     async def _execute_run(self, loop: asyncio.AbstractEventLoop, batch: list[_Item], fn: RunFn) -> None:
-        rows = [item.row for item in batch]
         start = loop.time()
+        batch = [item for item in batch if not self._unwanted(item, start)]  # again, right before the run
+        if not batch:
+            return
+        rows = [item.row for item in batch]
         waits = [start - item.enqueued for item in batch]
         t0 = time.perf_counter()
         try:
@@ -348,7 +466,7 @@ class Batcher:
             else:
                 await self._execute_singly(batch, fn)
             return
-        self._record(rows, waits, time.perf_counter() - t0)
+        self._record(rows, waits, t0)
         for i, item in enumerate(batch):
             _settle(item.future, _row_output(out, i, item.row), None)
 

@@ -1,7 +1,9 @@
 """``DataPlane``: what every inference request goes through, whatever the protocol.
 
-validation (into ``Valid*`` types) → model lookup → task check → admission (the batcher's queue bound,
-checked before tokenizing) → tokenization → batcher → post-processing (``tasks/``). Raises only
+validation (into ``Valid*`` types) → model lookup → task check → admission by estimated cost (rows and
+tokens from the texts' length, before tokenizing or windowing: the batcher refuses at once what would pass
+its bounds or could not finish within the call's deadline) → tokenization (NER: windowing, stopped at
+``max_windows_per_request``) → batcher → post-processing (``tasks/``). Raises only
 ``errors.TuneserveError`` subclasses for the caller's mistakes; anything else is a server bug.
 """
 
@@ -27,6 +29,9 @@ TASK_RPC = {"classification": "Classify", "ner": "ExtractEntities"}
 TASK_NAMES = {"classification": "text classification", "ner": "token classification (NER)"}
 # Requests with more UTF-8 than this are tokenized in a thread rather than on the event loop.
 _INLINE_TOKENIZE_BYTES = 4096
+# For admission before tokenizing: about how many characters one token covers (English WordPiece text runs
+# at 4 to 5; fewer errs towards refusing, which is the safe side under load).
+CHARS_PER_TOKEN = 4
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -77,10 +82,11 @@ class DataPlane:
             raise InvalidInput(f"top_k is {top_k}: use 0 for all labels, or a positive number of labels")
         req = ValidClassify(*self._texts(model, version, texts), top_k=top_k)
         loaded = await self._lookup(req, "classification")
-        with loaded.lease():
-            deadline = _deadline(timeout)
+        deadline = _deadline(timeout)
+        cost = classify_tokens(req.texts, loaded.runtime.max_length)
+        with loaded.lease(), loaded.batcher.admit(len(req.texts), cost, deadline) as ticket:
             rows = await _maybe_in_thread(req.texts, classify.encode, loaded.runtime.tokenizer, req.texts)
-            logits = await loaded.batcher.submit(rows, deadline)
+            logits = await loaded.batcher.submit(rows, deadline, ticket)
             m = loaded.runtime.manifest
             results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
         return ClassifyOutput(req.model, loaded.version, results)
@@ -104,14 +110,17 @@ class DataPlane:
             raise InvalidInput(f"min_score is {min_score}: it must be in [0, 1] (0 keeps every entity)")
         req = ValidExtract(*self._texts(model, version, texts), aggregation=strategy, min_score=min_score)
         loaded = await self._lookup(req, "ner")
-        with loaded.lease():
-            deadline = _deadline(timeout)
+        deadline = _deadline(timeout)
+        max_length = loaded.runtime.max_length
+        rows, tokens = ner_cost(req.texts, max_length)
+        with loaded.lease(), loaded.batcher.admit(rows, tokens, deadline) as ticket:
             tokenizer = loaded.window_tokenizer or loaded.runtime.tokenizer
-            max_length, words = loaded.runtime.max_length, loaded.runtime.manifest.pretokenizer
-            windows = await _maybe_in_thread(req.texts, _windows, tokenizer, req.texts, max_length, words)
+            words, limit = loaded.runtime.manifest.pretokenizer, self.limits.max_windows_per_request
+            windows = await _maybe_in_thread(
+                req.texts, _windows, tokenizer, req.texts, max_length, words, limit
+            )
             flat = [ner.to_row(w) for ws in windows for w in ws]
-            loaded.batcher.check_capacity(len(flat))
-            logits = await loaded.batcher.submit(flat, deadline)
+            logits = await loaded.batcher.submit(flat, deadline, ticket)
             labels = loaded.runtime.manifest.labels
             results = await _maybe_in_thread(
                 req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
@@ -165,14 +174,42 @@ class DataPlane:
                 f"model {req.model!r} is a {TASK_NAMES[loaded.task]} model and cannot answer "
                 f"{TASK_RPC[task]}: use {TASK_RPC[loaded.task]}"
             )
-        loaded.batcher.check_capacity(len(req.texts))
         return loaded
 
 
+def classify_tokens(texts: Sequence[str], max_length: int) -> int:
+    """Estimated tokens of a classification request (each text is cut at ``max_length``)."""
+    return sum(min(max_length, 2 + len(t) // CHARS_PER_TOKEN) for t in texts)
+
+
+def ner_cost(texts: Sequence[str], max_length: int) -> tuple[int, int]:
+    """Estimated (windows, tokens) of an NER request, before windowing: a window holds about three
+    quarters of ``max_length`` new tokens (a quarter overlaps the previous one)."""
+    step = max(1, (max_length - 2) * 3 // 4)
+    rows = tokens = 0
+    for t in texts:
+        estimate = 1 + len(t) // CHARS_PER_TOKEN
+        windows = max(1, math.ceil((estimate - (max_length - 2)) / step) + 1)
+        rows += windows
+        tokens += min(max_length, estimate + 2) if windows == 1 else windows * max_length
+    return rows, tokens
+
+
 def _windows(
-    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pretokenizer: str
+    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pretokenizer: str, limit: int
 ) -> list[list[ner.Window]]:
-    return [ner.windows(tokenizer, t, max_length, pretokenizer=pretokenizer) for t in texts]
+    """The windows of each text; ``InvalidInput`` as soon as there are more than ``limit``."""
+    out: list[list[ner.Window]] = []
+    count = 0
+    for i, text in enumerate(texts):
+        out.append(ner.windows(tokenizer, text, max_length, pretokenizer=pretokenizer))
+        count += len(out[-1])
+        if count > limit:
+            raise InvalidInput(
+                f"the texts up to texts[{i}] already make {count} windows of {max_length} tokens; at most "
+                f"{limit} are allowed per request: send fewer or shorter texts per call"
+            )
+    return out
 
 
 def _entities(

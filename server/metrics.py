@@ -94,6 +94,13 @@ class Metrics:
             ["model", "reason"],
             registry=registry,
         )
+        self.refused = Counter(
+            "tuneserve_refused_requests",
+            "Requests refused at admission, before any work, by reason (queue_full: the queue's row or "
+            "token bound; deadline: it could not finish within its deadline at the measured drain rate).",
+            ["model", "reason"],
+            registry=registry,
+        )
         self.model_info = Gauge(
             "tuneserve_model_info",
             "Loaded model versions (value 1), with how they are served.",
@@ -166,6 +173,9 @@ class BatchMetrics:
 
     def dropped(self, reason: str, rows: int) -> None:
         self.metrics.dropped.labels(self.model, reason).inc(rows)
+
+    def refused(self, reason: str) -> None:
+        self.metrics.refused.labels(self.model, reason).inc()
 
 
 class MetricsServer:

@@ -42,6 +42,13 @@ class BatchSettings(BaseModel):
         description="Most rows (texts, or windows of long NER texts) admitted per model version, queued or "
         "running; beyond: RESOURCE_EXHAUSTED. A request reaching an idle model is always admitted.",
     )
+    max_queue_tokens: int = Field(
+        65536,
+        ge=1,
+        description="Most tokens admitted per model version, queued or running (estimated from the texts' "
+        "length before tokenizing); beyond: RESOURCE_EXHAUSTED. A request reaching an idle model is always "
+        "admitted.",
+    )
 
 
 class LimitSettings(BaseModel):
@@ -50,6 +57,11 @@ class LimitSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
     max_texts_per_request: int = Field(256, ge=1, description="Most texts in one request.")
     max_text_bytes: int = Field(65536, ge=1, description="Most UTF-8 bytes in one text.")
+    max_windows_per_request: int = Field(
+        1024,
+        ge=1,
+        description="Most NER windows (model rows over long texts) in one request; windowing stops there.",
+    )
     max_message_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest gRPC message received (checked by gRPC itself)."
     )
@@ -260,11 +272,23 @@ class Settings(BaseSettings):
         description="Ed25519 public key (PEM): serve only model versions signed with its private key "
         "(tuneserve export --signing-key); unsigned or badly signed versions are refused at load.",
     )
+    max_concurrent_rpcs: int = Field(
+        0,
+        ge=0,
+        description="Most RPCs (streams included) handled at once; beyond, gRPC answers RESOURCE_EXHAUSTED "
+        "before reading the request, so no call waits unseen in its backlog (0: a quarter of --max-queue, "
+        "at least 64).",
+    )
     batch: BatchSettings = Field(default_factory=BatchSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    @property
+    def concurrent_rpcs(self) -> int:
+        """``max_concurrent_rpcs``, or its default: every admitted call holds at least one queued row."""
+        return self.max_concurrent_rpcs or max(64, self.batch.max_queue // 4)
 
     @classmethod
     def load(cls, **overrides: Any) -> Settings:

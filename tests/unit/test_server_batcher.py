@@ -363,3 +363,89 @@ async def test_runs_happen_off_the_event_loop_which_stays_free() -> None:
     await batcher.close()
     with pytest.raises(ModelNotReady):
         await batcher.submit([row(6)])
+
+
+@sync
+async def test_the_token_bound_refuses_before_the_row_bound() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings(max_queue=100, max_queue_tokens=50))
+    held = asyncio.ensure_future(batcher.submit([row(1, length=40)]))
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded, match="50 tokens"):
+        await batcher.submit([row(2, length=20)])  # 2 rows of 100 would do; 60 tokens of 50 would not
+    fits = asyncio.ensure_future(batcher.submit([row(3, length=10)]))
+    fake.gate.set()
+    await asyncio.gather(held, fits)
+    assert fake.seen == {1, 3}
+    await batcher.close()
+
+
+@sync
+async def test_a_ticket_holds_its_estimate_until_submit_or_release() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings(max_queue=10))
+    held = asyncio.ensure_future(batcher.submit([row(1)]))
+    await asyncio.sleep(0.01)
+    ticket = batcher.admit(8, 32)  # a request being tokenized holds its estimated cost
+    with pytest.raises(Overloaded):
+        batcher.admit(2, 8)
+    ticket.release()
+    with batcher.admit(2, 8) as second:  # released: the capacity is back
+        queued = asyncio.ensure_future(batcher.submit([row(2), row(3)], ticket=second))
+        await asyncio.sleep(0)
+    with batcher.admit(7, 7):
+        pass
+    with pytest.raises(ValueError), batcher.admit(7, 7):  # released on the way out of an error too
+        raise ValueError
+    batcher.admit(7, 7).release()
+    fake.gate.set()
+    await asyncio.gather(held, queued)
+    assert batcher.pending == 0
+    await batcher.close()
+
+
+@sync
+async def test_a_request_that_cannot_finish_in_time_is_refused_at_once() -> None:
+    fake = FakeRuntime(delay=0.05)
+    batcher = Batcher(fake, settings(max_batch_size=4))
+    await batcher.submit([row(i, length=10) for i in range(4)])  # measures the drain rate: ~800 tokens/s
+    assert 0 < batcher.drain_rate < 1000
+    loop = asyncio.get_running_loop()
+    with pytest.raises(Overloaded, match="cannot finish this request within its deadline"):
+        batcher.admit(100, 1000, deadline=loop.time() + 0.1)  # > 1 s of work in 0.1 s
+    with pytest.raises(DeadlineExceeded, match="passed before it reached"):
+        batcher.admit(1, 10, deadline=loop.time() - 0.001)
+    batcher.admit(100, 1000, deadline=loop.time() + 60).release()
+    await batcher.submit([row(9, length=10)], deadline=loop.time() + 60)
+    assert 9 in fake.seen
+    await batcher.close()
+
+
+@sync
+async def test_rows_are_checked_again_right_before_each_run() -> None:
+    """A batch cut into runs by length: rows whose deadline passed during the first run never run."""
+    fake = FakeRuntime()
+    fake.gate.clear()
+
+    def run(rows: Sequence[Row]) -> np.ndarray:
+        out = fake(rows)
+        if rows[0].ids[0] == 1:
+            time.sleep(0.5)  # the short run outlasts the long row's deadline
+        return out
+
+    batcher = Batcher(run, settings())
+    blocker = asyncio.ensure_future(batcher.submit([row(100)]))
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    short = asyncio.ensure_future(batcher.submit([row(1, length=4), row(2, length=5)]))
+    long = asyncio.ensure_future(batcher.submit([row(3, length=60)], deadline=loop.time() + 0.3))
+    await asyncio.sleep(0.01)
+    fake.gate.set()
+    await asyncio.gather(blocker, short)
+    with pytest.raises(DeadlineExceeded):
+        await long
+    assert 3 not in fake.seen
+    assert batcher.pending == 0
+    await batcher.close()
