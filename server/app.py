@@ -10,7 +10,11 @@ lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": 
 ``{"event": "serving", ...}`` with the ports.
 
 SIGTERM (or SIGINT): health flips to NOT_SERVING, new calls get UNAVAILABLE, calls in flight get up to
-``grace_period_s`` to finish, then the server stops and ``run`` returns 0. A second signal stops at once.
+``grace_period_s`` to finish, open inference streams finish the requests they read and end with
+UNAVAILABLE, then the server stops and ``run`` returns 0. A second signal stops at once.
+
+gRPC handles at most ``Settings.concurrent_rpcs`` calls at once and answers RESOURCE_EXHAUSTED beyond,
+before reading the request: no call waits unseen in its backlog while the event loop is busy.
 """
 
 from __future__ import annotations
@@ -99,10 +103,12 @@ class App:
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
+            maximum_concurrent_rpcs=settings.concurrent_rpcs,
         )
         dataplane = DataPlane(self.models, settings.limits)
         inference_pb2_grpc.add_InferenceServiceServicer_to_server(
-            InferenceServicer(dataplane, settings.max_stream_in_flight), self._server
+            InferenceServicer(dataplane, settings.max_stream_in_flight, self.traffic.drain_started),
+            self._server,
         )
         catalog = Catalog(self.store, self.models)
         model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(catalog), self._server)
@@ -202,7 +208,7 @@ class App:
         """Refuse new calls, let those in flight finish within the grace period, then stop."""
         grace = self.settings.grace_period_s
         log.info("draining", in_flight=self.traffic.in_flight, grace_period_s=grace)
-        self.traffic.draining = True
+        self.traffic.start_draining()
         await self.health.enter_graceful_shutdown()
         for task in (self._follower, self._sweeper):
             if task is not None:
@@ -212,13 +218,14 @@ class App:
         if self.training is not None:
             await self.training.stop_jobs()
         finished = await self.traffic.wait_idle(grace)
+        cut = 0 if finished else self.traffic.in_flight  # counted before stop() cancels them
         await self._server.stop(grace=0.5 if finished else 0)
         if self.training is not None:
             self.training.close()
         await self.models.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
-        log.info("stopped", in_flight_cut=0 if finished else self.traffic.in_flight)
+        log.info("stopped", in_flight_cut=cut)
 
     async def run(self) -> int:
         """Serve until SIGTERM or SIGINT (or ``stopping`` is set); return the exit status."""

@@ -39,9 +39,15 @@ class Traffic:
 
     def __init__(self) -> None:
         self.draining = False
+        self.drain_started = asyncio.Event()  # open streams watch it and end (``streams.py``)
         self.in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+
+    def start_draining(self) -> None:
+        """Refuse new calls from now on, and tell open streams to end."""
+        self.draining = True
+        self.drain_started.set()
 
     def enter(self) -> None:
         self.in_flight += 1

@@ -3,6 +3,7 @@ raised as ``TuneserveError`` and mapped to statuses by ``interceptors.py``."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, TypeAlias
 
@@ -27,9 +28,13 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, max_stream_in_flight: int) -> None:
+    def __init__(
+        self, dataplane: DataPlane, max_stream_in_flight: int, draining: asyncio.Event | None = None
+    ) -> None:
+        """``draining``: set when the server drains; open streams then end (see ``streams.py``)."""
         self.dataplane = dataplane
         self.max_stream_in_flight = max_stream_in_flight
+        self.draining = draining
 
     async def Classify(
         self, request: inference_pb2.ClassifyRequest, context: Context
@@ -56,7 +61,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request_iterator: AsyncIterable[inference_pb2.ClassifyRequest], context: Context
     ) -> AsyncIterator[inference_pb2.ClassifyResponse]:
         async for response in ordered(
-            request_iterator, lambda r: self.Classify(r, context), self.max_stream_in_flight
+            request_iterator, lambda r: self.Classify(r, context), self.max_stream_in_flight, self.draining
         ):
             yield response
 
@@ -64,7 +69,10 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self, request_iterator: AsyncIterable[inference_pb2.ExtractEntitiesRequest], context: Context
     ) -> AsyncIterator[inference_pb2.ExtractEntitiesResponse]:
         async for response in ordered(
-            request_iterator, lambda r: self.ExtractEntities(r, context), self.max_stream_in_flight
+            request_iterator,
+            lambda r: self.ExtractEntities(r, context),
+            self.max_stream_in_flight,
+            self.draining,
         ):
             yield response
 
