@@ -29,16 +29,19 @@ running or held would pass ``max_queue`` / ``max_queue_tokens``, or when the req
 within its deadline at the queue's measured drain rate (tokens per second of wall time while the model is
 busy, a moving average). A request reaching an idle model is always admitted by the bounds (not by the
 deadline). Rows whose caller went away or whose deadline passed are dropped, never computed: the check is
-made again right before each run.
+made again right before each run. Once a burst is over (idle for a second after many tokens), freed heap
+memory is given back to the system (``malloc_trim``), so that RSS does not stay at the burst's peak.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import math
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -57,6 +60,14 @@ RunFn = Callable[[Sequence[Row]], np.ndarray]
 # and fp32; batch 1 against length-sorted batches of 32), where a run costs about as much as 16 more
 # padded tokens in a larger run. Not finely tuned.
 RUN_OVERHEAD_TOKENS = 16
+# Admission by deadline wants the predicted wait to fit this many times within the time left: the rate
+# is a moving average, and a call also spends time outside the queue (tokenizing, answering).
+DEADLINE_MARGIN = 1.25
+# Weight of the past in the drain rate, per run: about the last ten runs count.
+RATE_DECAY = 0.9
+# After this many tokens were run, a batcher idle for TRIM_IDLE_S gives freed heap memory back.
+TRIM_AFTER_TOKENS = 16_384
+TRIM_IDLE_S = 1.0
 
 
 class BatchObserver(Protocol):
@@ -195,7 +206,10 @@ class Batcher:
         self._pending_tokens = 0  # their tokens
         self._held_rows = 0  # rows and tokens held by tickets (estimates of requests being tokenized)
         self._held_tokens = 0
-        self._rate = 0.0  # tokens per second of wall time while busy (moving average); 0: not measured
+        self._rate = 0.0  # tokens per second of wall time while busy; 0: not measured
+        self._rate_tokens = 0.0  # decayed sums of tokens run and busy seconds: their ratio is the rate,
+        self._rate_seconds = 0.0  # weighted by tokens (a lone short row says little about a long queue)
+        self._untrimmed = 0  # tokens run since memory was last given back
         self._last_end = 0.0  # perf_counter() at the end of the last run
         self._busy = False  # a run is in progress (the worker's or a direct one)
         self._closed = False
@@ -239,13 +253,21 @@ class Batcher:
                 raise DeadlineExceeded(
                     f"the call's deadline passed before it reached {self.label}; allow a longer deadline"
                 )
-            if self._rate and (need := (load_tokens + tokens) / self._rate) > left:
+            if not self._rate and load_rows:
+                self._observer.refused("deadline")
+                raise Overloaded(
+                    f"{self.label} has not measured its drain rate yet and is busy with its first requests, "
+                    "so it cannot tell whether this one would finish within its deadline; retry in about "
+                    f"{self._retry_ms()} ms with exponential backoff"
+                )
+            if self._rate and (need := (load_tokens + tokens) / self._rate) * DEADLINE_MARGIN > left:
                 self._observer.refused("deadline")
                 raise Overloaded(
                     f"{self.label} cannot finish this request within its deadline: its ~{tokens} tokens "
                     f"would wait behind {load_tokens} queued, about {need:.2f} s at the measured "
                     f"{self._rate:.0f} tokens/s, and {left:.2f} s are left; retry in about "
-                    f"{self._retry_ms()} ms with exponential backoff, allow a longer deadline, or send "
+                    f"{self._retry_ms(round((need * DEADLINE_MARGIN - left) * self._rate))} ms with "
+                    "exponential backoff, allow a longer deadline, or send "
                     "fewer texts per call"
                 )
         self._held_rows += rows
@@ -350,26 +372,37 @@ class Batcher:
         busy = end - max(t0, self._last_end)
         self._last_end = end
         if busy > 0:
-            rate = tokens / busy
-            self._rate = rate if not self._rate else 0.8 * self._rate + 0.2 * rate
+            self._rate_tokens = RATE_DECAY * self._rate_tokens + tokens
+            self._rate_seconds = RATE_DECAY * self._rate_seconds + busy
+            self._rate = self._rate_tokens / self._rate_seconds
+        self._untrimmed += tokens
         self._batch_seconds = (
             seconds if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * seconds
         )
         self._observer.batch(len(rows), tokens, waits, seconds)
 
-    def _retry_ms(self) -> int:
-        """About how long the work queued now takes to drain, in ms (retry advice)."""
+    def _retry_ms(self, tokens: int = 0) -> int:
+        """Retry advice, in ms: about how long until ``tokens`` fewer are queued or running, at the
+        measured rate (all of them when 0)."""
+        load = self._pending_tokens + self._held_tokens
         if self._rate:
-            return max(1, round((self._pending_tokens + self._held_tokens) / self._rate * 1000))
+            return max(1, round(min(load, tokens or load) / self._rate * 1000))
+        if not self._batch_seconds:
+            return 100  # nothing has run yet: a guess
         batches = math.ceil((self._pending + self._held_rows) / self.settings.max_batch_size)
         return max(1, round(batches * self._batch_seconds * 1000))
 
     def _overloaded_message(self, rows: int, tokens: int) -> str:
+        load_rows = self._pending + self._held_rows
+        load_tokens = self._pending_tokens + self._held_tokens
+        # Until enough has drained for this request to fit under both bounds.
+        over_rows = (load_rows + rows - self.settings.max_queue) * load_tokens / max(1, load_rows)
+        over = max(load_tokens + tokens - self.settings.max_queue_tokens, round(over_rows), 1)
         return (
             f"{self.label} is overloaded: {self._pending + self._held_rows} rows (texts, or windows of long "
             f"texts) and {self._pending_tokens + self._held_tokens} tokens are queued or running, and "
             f"{rows} rows / ~{tokens} tokens more would pass the queue limit of {self.settings.max_queue} "
-            f"rows / {self.settings.max_queue_tokens} tokens; retry in about {self._retry_ms()} ms with "
+            f"rows / {self.settings.max_queue_tokens} tokens; retry in about {self._retry_ms(over)} ms with "
             "exponential backoff (or send fewer texts per call)"
         )
 
@@ -381,7 +414,7 @@ class Batcher:
                 just_ran = False
                 while not self._queue or self._busy:  # a direct run sets the wakeup when it ends
                     self._wakeup.clear()
-                    await self._wakeup.wait()
+                    await self._idle_wait()
             busy = just_ran or self._queue[0].busy
             if busy and self.settings.max_wait_us:
                 await self._fill(loop)
@@ -393,6 +426,20 @@ class Batcher:
                     await self._execute(loop, batch, self._run if busy else self._run_idle)
                 finally:
                     self._busy = False
+
+    async def _idle_wait(self) -> None:
+        """Wait for the wakeup; once a burst is over (idle for ``TRIM_IDLE_S`` after ``TRIM_AFTER_TOKENS``
+        tokens or more), give freed heap memory back to the system, in the run thread."""
+        if self._untrimmed < TRIM_AFTER_TOKENS:
+            await self._wakeup.wait()
+            return
+        try:
+            async with asyncio.timeout(TRIM_IDLE_S):
+                await self._wakeup.wait()
+        except TimeoutError:
+            if not self._busy and not self._queue:
+                self._untrimmed = 0
+                self._runner.run(_trim_memory, ())
 
     async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
         """Wait for more rows until the batch is full or the oldest row has waited ``max_wait_us``."""
@@ -503,6 +550,25 @@ def split_by_length(lengths: Sequence[int], overhead: int) -> list[list[int]]:
         j = cut[j]
     runs.reverse()
     return runs
+
+
+def _trim_memory(_: Sequence[Row]) -> np.ndarray:
+    """Return freed heap memory to the system (glibc's ``malloc_trim``; nothing elsewhere)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+    return np.empty(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None).malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def _row_output(out: np.ndarray, i: int, row: Row) -> np.ndarray:

@@ -181,6 +181,9 @@ async def test_expired_deadline_is_dropped_not_computed() -> None:
     fake = FakeRuntime()
     fake.gate.clear()
     batcher = Batcher(fake, settings())
+    fake.gate.set()
+    await batcher.submit([row(0)])  # measures the drain rate
+    fake.gate.clear()
     held = asyncio.ensure_future(batcher.submit([row(1)]))
     await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
@@ -190,7 +193,7 @@ async def test_expired_deadline_is_dropped_not_computed() -> None:
     with pytest.raises(DeadlineExceeded, match="deadline passed"):
         await late
     await held
-    assert fake.seen == {1}
+    assert fake.seen == {0, 1}
     assert batcher.pending == 0
     await batcher.close()
 
@@ -436,6 +439,9 @@ async def test_rows_are_checked_again_right_before_each_run() -> None:
         return out
 
     batcher = Batcher(run, settings())
+    fake.gate.set()
+    await batcher.submit([row(0)])  # measures the drain rate
+    fake.gate.clear()
     blocker = asyncio.ensure_future(batcher.submit([row(100)]))
     await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
@@ -448,4 +454,22 @@ async def test_rows_are_checked_again_right_before_each_run() -> None:
         await long
     assert 3 not in fake.seen
     assert batcher.pending == 0
+    await batcher.close()
+
+
+@sync
+async def test_until_the_rate_is_measured_a_busy_model_refuses_calls_with_deadlines() -> None:
+    fake = FakeRuntime()
+    fake.gate.clear()
+    batcher = Batcher(fake, settings())
+    first = asyncio.ensure_future(batcher.submit([row(1)]))
+    await asyncio.sleep(0.01)
+    loop = asyncio.get_running_loop()
+    with pytest.raises(Overloaded, match="has not measured its drain rate yet"):
+        await batcher.submit([row(2)], deadline=loop.time() + 60)
+    no_deadline = asyncio.ensure_future(batcher.submit([row(3)]))
+    fake.gate.set()
+    await asyncio.gather(first, no_deadline)
+    await batcher.submit([row(4)], deadline=loop.time() + 60)
+    assert fake.seen == {1, 3, 4}
     await batcher.close()
