@@ -27,10 +27,11 @@ Admission is by cost, before any expensive step: ``admit`` takes a request's est
 with the real rows. It raises ``Overloaded`` (with retry advice) at once when the rows or tokens queued,
 running or held would pass ``max_queue`` / ``max_queue_tokens``, or when the request could not finish
 within its deadline at the queue's measured drain rate (tokens per second of wall time while the model is
-busy, a moving average). A request reaching an idle model is always admitted by the bounds (not by the
-deadline). Rows whose caller went away or whose deadline passed are dropped, never computed: the check is
-made again right before each run. Once a burst is over (idle for a second after many tokens), freed heap
-memory is given back to the system (``malloc_trim``), so that RSS does not stay at the burst's peak.
+busy, weighted by tokens; until the first run, the bounds alone admit). A request reaching an idle model is
+always admitted by the bounds (not by the deadline). Rows whose caller went away or whose deadline passed
+are dropped, never computed: the check is made again right before each run. Once a burst is over (idle for
+a second after many tokens), freed heap memory is given back to the system (``malloc_trim``), so that RSS
+does not stay at the burst's peak.
 """
 
 from __future__ import annotations
@@ -252,13 +253,6 @@ class Batcher:
                 self._observer.refused("deadline")
                 raise DeadlineExceeded(
                     f"the call's deadline passed before it reached {self.label}; allow a longer deadline"
-                )
-            if not self._rate and load_rows:
-                self._observer.refused("deadline")
-                raise Overloaded(
-                    f"{self.label} has not measured its drain rate yet and is busy with its first requests, "
-                    "so it cannot tell whether this one would finish within its deadline; retry in about "
-                    f"{self._retry_ms()} ms with exponential backoff"
                 )
             if self._rate and (need := (load_tokens + tokens) / self._rate) * DEADLINE_MARGIN > left:
                 self._observer.refused("deadline")

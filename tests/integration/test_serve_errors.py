@@ -257,8 +257,8 @@ def test_flood_past_the_queue(server: ServerProcess) -> None:
 
 
 def test_deadline_exceeded_is_not_computed(server: ServerProcess) -> None:
-    """Calls whose deadline passes while queued behind a flood get DEADLINE_EXCEEDED, and their rows are
-    dropped from the queue rather than run."""
+    """Calls whose deadline cannot be met behind a flood are refused at admission, or get DEADLINE_EXCEEDED
+    when it passes while they are queued; either way their rows are not run."""
     texts = ["a rather long sentence that fills all of the tiny model's thirty-two token window " * 2] * 64
     flood = I.ClassifyRequest(model="tiny-sentiment", texts=texts)
     before = server.scrape()
@@ -285,5 +285,8 @@ def test_deadline_exceeded_is_not_computed(server: ServerProcess) -> None:
         - metric_value(before, "tuneserve_dropped_rows_total", model="tiny-sentiment", reason=r)
         for r in ("deadline", "cancelled")
     )
-    assert dropped > 0
+    refused = metric_value(
+        after, "tuneserve_refused_requests_total", model="tiny-sentiment", reason="deadline"
+    ) - metric_value(before, "tuneserve_refused_requests_total", model="tiny-sentiment", reason="deadline")
+    assert dropped + refused > 0
     assert server.inference.Classify(OK, timeout=10).results

@@ -212,7 +212,7 @@ def test_calls_cut_at_the_end_of_the_grace_period_are_counted(model_store: Path)
     request = I.ExtractEntitiesRequest(model="tiny-ner", texts=[LONG])
     try:
         with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(proc.inference.ExtractEntities, request, timeout=120) for _ in range(4)]
+            futures = [pool.submit(proc.inference.ExtractEntities, request) for _ in range(4)]
             wait_for(lambda: metric_value(proc.scrape(), "tuneserve_in_flight_requests") >= 4)
             assert proc.stop() == 0
             for f in futures:

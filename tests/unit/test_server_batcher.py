@@ -455,21 +455,3 @@ async def test_rows_are_checked_again_right_before_each_run() -> None:
     assert 3 not in fake.seen
     assert batcher.pending == 0
     await batcher.close()
-
-
-@sync
-async def test_until_the_rate_is_measured_a_busy_model_refuses_calls_with_deadlines() -> None:
-    fake = FakeRuntime()
-    fake.gate.clear()
-    batcher = Batcher(fake, settings())
-    first = asyncio.ensure_future(batcher.submit([row(1)]))
-    await asyncio.sleep(0.01)
-    loop = asyncio.get_running_loop()
-    with pytest.raises(Overloaded, match="has not measured its drain rate yet"):
-        await batcher.submit([row(2)], deadline=loop.time() + 60)
-    no_deadline = asyncio.ensure_future(batcher.submit([row(3)]))
-    fake.gate.set()
-    await asyncio.gather(first, no_deadline)
-    await batcher.submit([row(4)], deadline=loop.time() + 60)
-    assert fake.seen == {1, 3, 4}
-    await batcher.close()

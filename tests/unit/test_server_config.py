@@ -193,6 +193,47 @@ def test_ordered_stream_keeps_request_order_and_stops_at_the_first_error() -> No
     assert asyncio.run(partial()) == [0, 10, 20, 30, 40, 50, 60]
 
 
+def test_ordered_stream_stops_reading_at_a_drain_and_ends_unavailable() -> None:
+    """Requests read before the stop are answered; the stream then ends with UNAVAILABLE, at once, while
+    its client would go on sending."""
+
+    async def run() -> tuple[list[int], errors.TuneserveError, int]:
+        stop = asyncio.Event()
+        read = 0
+
+        async def endless() -> AsyncIterator[int]:
+            nonlocal read
+            while True:
+                read += 1
+                yield read
+                if read == 3:
+                    stop.set()  # the drain starts while request 3 is being handled
+                await asyncio.sleep(0.01)
+
+        async def handle(i: int) -> int:
+            await asyncio.sleep(0.05)
+            return i * 10
+
+        got: list[int] = []
+        with pytest.raises(errors.ModelNotReady) as info:
+            async for r in ordered(endless(), handle, max_in_flight=4, stop=stop):
+                got.append(r)
+        return got, info.value, read
+
+    got, error, read = asyncio.run(run())
+    assert got == [10, 20, 30]
+    assert read == 3
+    assert "shutting down" in error.message and "3 responses" in error.message
+
+
+def test_concurrent_rpcs_default_follows_the_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().concurrent_rpcs == 128  # a quarter of the default --max-queue (512)
+    assert Settings.load(batch={"max_queue": 100}).concurrent_rpcs == 64
+    monkeypatch.setenv("TUNESERVE_MAX_CONCURRENT_RPCS", "7")
+    assert Settings().concurrent_rpcs == 7
+    assert build_settings({"max_concurrent_rpcs": 9}).concurrent_rpcs == 9
+
+
 def test_reflection_v1_descriptor_mirrors_v1alpha() -> None:
     from google.protobuf import descriptor_pool
 
