@@ -41,6 +41,8 @@ def test_drain_with_calls_in_flight(model_store: Path, sig: int) -> None:
         "8",
         "--max-queue",
         "100000",
+        "--max-queue-tokens",
+        "10000000",
     )
     health = health_pb2_grpc.HealthStub(proc.channel)
     request = inference_pb2.ExtractEntitiesRequest(model="tiny-ner", texts=[LONG])
