@@ -101,7 +101,7 @@ def _stats(seconds: list[float]) -> dict[str, float]:
 
 
 def _request() -> training_pb2.TrainRequest:
-    _task, train_file, valid_file, epochs, max_length, lr = DEMOS["sentiment"]
+    spec = DEMOS["sentiment"]
 
     def examples(path: Path) -> training_pb2.Dataset:
         return training_pb2.Dataset(
@@ -115,10 +115,14 @@ def _request() -> training_pb2.TrainRequest:
 
     return training_pb2.TrainRequest(
         model="sentiment",
-        training_data=examples(DATA / train_file),
-        validation_data=examples(DATA / valid_file),
+        training_data=examples(DATA / spec.train),
+        validation_data=examples(DATA / spec.validation),
         hyperparameters=training_pb2.Hyperparameters(
-            epochs=int(epochs), max_length=max_length, learning_rate=lr, batch_size=32, seed=7
+            epochs=spec.epochs,
+            max_length=spec.max_length,
+            learning_rate=spec.learning_rate,
+            batch_size=32,
+            seed=7,
         ),
         promotion_tolerance=1.0,  # measure the swap: promote even if this run scores a little lower
     )

@@ -394,11 +394,21 @@ def export_cmd(checkpoint: Path, **options) -> None:
     help="Model store root.",
 )
 @_opt("--force", env="DEMO_FORCE", is_flag=True, default=False, help="Rebuild even if the models exist.")
-def demo(model_root: Path, force: bool) -> None:
-    """Build the default demo models (sentiment, ner) from the data shipped with tuneserve."""
+@_opt(
+    "--base",
+    env="DEMO_BASE",
+    default=None,
+    help="Base model folder [default: the packaged all-MiniLM-L6-v2].",
+)
+def demo(model_root: Path, force: bool, base: str | None) -> None:
+    """Build the default demo models (sentiment, ner) from the data shipped with tuneserve.
+
+    Logs each step (which model; training epoch k/n, export, quantize, measure) on stderr and prints one
+    line per model on stdout.
+    """
     from tuneserve.pipeline.demo import build_demo_models
 
-    for line in build_demo_models(model_root, force=force):
+    for line in build_demo_models(model_root, force=force, base=base):
         click.echo(line)
 
 
