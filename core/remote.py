@@ -74,18 +74,35 @@ def echo(message: Any) -> None:
 def as_dict(message: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
-    return _ints(MessageToDict(message, preserving_proto_field_name=True))
+    return _ints(message.DESCRIPTOR, MessageToDict(message, preserving_proto_field_name=True))
 
 
-def _ints(value: Any) -> Any:
-    """MessageToDict writes int64 as strings (JSON's numbers are doubles); versions and steps are small."""
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    if isinstance(value, str) and value.isdigit() and len(value) < 16:
-        return int(value)
+def _ints(descriptor: Any, value: dict[str, Any]) -> dict[str, Any]:
+    """MessageToDict writes 64-bit integers as strings (JSON's numbers are doubles); versions and steps
+    are small, so the 64-bit integer fields of the message (read from its descriptor, nested messages
+    and maps included) become numbers again. Strings stay strings: a model named ``2024`` is "2024"."""
+    for field in descriptor.fields:
+        if field.name not in value:
+            continue
+        item = value[field.name]
+        kind = field.message_type
+        if kind is not None and kind.GetOptions().map_entry:
+            entry = kind.fields_by_name["value"]
+            value[field.name] = {k: _field(entry, v) for k, v in item.items()}
+        elif field.is_repeated:
+            value[field.name] = [_field(field, v) for v in item]
+        else:
+            value[field.name] = _field(field, item)
     return value
+
+
+_INT64 = frozenset({3, 4, 6, 16, 18})  # FieldDescriptor.TYPE_INT64, UINT64, FIXED64, SFIXED64, SINT64
+
+
+def _field(field: Any, value: Any) -> Any:
+    if field.message_type is not None:  # a nested message; well-known types (Timestamp) are strings
+        return _ints(field.message_type, value) if isinstance(value, dict) else value
+    return int(value) if field.type in _INT64 and isinstance(value, str) else value
 
 
 # ---------------------------------------------------------------- Train
