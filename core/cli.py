@@ -60,7 +60,12 @@ def _connection(f):
     """--server and how to reach it (token, TLS): the options of every command that talks to a server."""
     for decorator in reversed(
         [
-            _opt("--server", env="SERVER", default=None, help="HOST:PORT of a tuneserve server."),
+            _opt(
+                "--server",
+                env="SERVER",
+                default=remote.DEFAULT_SERVER,
+                help="HOST:PORT of a tuneserve server.",
+            ),
             click.option(
                 "--token",
                 envvar="TUNESERVE_TOKEN",
@@ -96,17 +101,27 @@ def _connection(f):
 
 
 def _connect(options: dict) -> remote.Connection:
-    server = options.pop("server")
-    conn = remote.Connection(
-        server or "",
+    return remote.Connection(
+        options.pop("server") or remote.DEFAULT_SERVER,
         token=options.pop("token"),
         ca_cert=options.pop("ca_cert"),
         client_cert=options.pop("client_cert"),
         client_key=options.pop("client_key"),
     )
-    if not server:
-        raise click.UsageError("--server HOST:PORT (or TUNESERVE_SERVER) is required")
-    return conn
+
+
+def _watch(conn: remote.Connection, job_id: str) -> int:
+    """remote.watch, and on Ctrl-C: the job goes on; how to follow or cancel it."""
+    try:
+        return remote.watch(conn, job_id)
+    except KeyboardInterrupt:
+        at = f" --server {conn.server}"
+        click.echo(
+            f"\ninterrupted: job {job_id} goes on running on the server. Follow it: tuneserve jobs watch "
+            f"{job_id}{at}; cancel it: tuneserve jobs cancel {job_id}{at}",
+            err=True,
+        )
+        return 130
 
 
 @main.command()
@@ -269,9 +284,9 @@ def _connect(options: dict) -> remote.Connection:
 )
 @click.pass_context
 def train(ctx: click.Context, train_path: Path | None, **options) -> None:
-    """Fine-tune a base encoder and write a checkpoint folder; with --server, queue a training job on a
-    server instead (local data files are sent inline) and print it, or follow it with --watch."""
-    if options["server"]:
+    """Fine-tune a base encoder and write a checkpoint folder; with --server or --model, queue a training
+    job on a server instead (local data files are sent inline) and print it, or follow it with --watch."""
+    if _given(ctx, "server") or options["model"]:
         if _given(ctx, "pretokenizer"):
             raise click.UsageError("--pretokenizer is for local training; a server trains with 'tokenizer'")
         sys.exit(_train_remote(ctx, train_path, options))
@@ -283,7 +298,7 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     ):
         if value is None:
             raise click.UsageError(f"{flag} is required to train locally (or give --server)")
-    for remote_only in ("model", "train_uri", "validation_uri", "quantization", "minimum_metric"):
+    for remote_only in ("train_uri", "validation_uri", "quantization", "minimum_metric"):
         if options[remote_only] is not None:
             raise click.UsageError(f"--{remote_only.replace('_', '-')} needs --server")
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
@@ -507,7 +522,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         remote.echo(job)
         return 0
     click.echo(f"job {job.id} queued for model {job.model}", err=True)
-    return remote.watch(conn, job.id)
+    return _watch(conn, job.id)
 
 
 def _model_task(conn: remote.Connection, name: str) -> str:
@@ -518,6 +533,47 @@ def _model_task(conn: remote.Connection, name: str) -> str:
     return {enum_value("Task", k): k for k in _TASKS}[model.task]
 
 
+@main.command()
+@click.argument("texts", nargs=-1)
+@_opt("--model", env="MODEL", required=True, help="Model to ask (its serving version, unless --version).")
+@_connection
+@_opt("--version", env="MODEL_VERSION", default=0, type=click.IntRange(min=0), help="Version [0: serving].")
+@_opt("--top-k", env="TOP_K", default=0, type=click.IntRange(min=0), help="Classification: labels [0: all].")
+@_opt(
+    "--aggregation",
+    env="AGGREGATION",
+    default="first",
+    type=click.Choice(["simple", "first", "average", "max"]),
+    help="Entities: how sub-tokens make words.",
+)
+@_opt(
+    "--min-score",
+    env="MIN_SCORE",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Entities: drop those scored lower.",
+)
+@_opt(
+    "--texts-per-call",
+    env="TEXTS_PER_CALL",
+    default=32,
+    type=click.IntRange(min=1),
+    help="Texts sent in one call (stdin is read this many lines at a time; 1 on a terminal).",
+)
+def predict(texts: tuple[str, ...], model: str, version: int, texts_per_call: int, **options) -> None:
+    """Ask a server's model about TEXTS (or, with none, each non-blank line of stdin): one JSON object per
+    text and line on stdout, in order: {"text", "model", "version", "labels": [{"label", "score"}],
+    "truncated"} for a classification model, "entities": [{"label", "text", "start", "end", "score"}]
+    (code point offsets) for an NER one."""
+    conn = _connect(options)
+    lines = texts or (line.rstrip("\r\n") for line in sys.stdin if line.strip())
+    if not texts and sys.stdin.isatty():
+        texts_per_call = 1  # typed lines: answer each at once
+    answers = remote.predict(conn, model, lines, version=version, per_call=texts_per_call, **options)
+    for answer in answers:
+        click.echo(json.dumps(answer, ensure_ascii=False))
+
+
 @main.group()
 def jobs() -> None:
     """Training jobs on a server: list, get, watch, cancel."""
@@ -525,14 +581,21 @@ def jobs() -> None:
 
 @jobs.command(name="list")
 @_connection
-@click.option("--model", default="", help="Only jobs of this model.")
-@click.option("--state", default=None, type=click.Choice(_JOB_STATES), help="Only jobs in this state.")
-@click.option(
-    "--page-size", default=0, type=click.IntRange(min=0), help="Jobs per page [0: the server's default]."
+@_opt("--model", env="MODEL", default="", help="Only jobs of this model.")
+@_opt(
+    "--state", env="JOB_STATE", default=None, type=click.Choice(_JOB_STATES), help="Only jobs in this state."
 )
-@click.option("--page-token", default="", help="next_page_token of the previous page.")
+@_opt(
+    "--page-size",
+    env="PAGE_SIZE",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Jobs per page [0: the server's default].",
+)
+@_opt("--page-token", env="PAGE_TOKEN", default="", help="next_page_token of the previous page.")
 def jobs_list(model: str, state: str | None, page_size: int, page_token: str, **conn) -> None:
-    """List jobs, newest first (one JSON object: jobs and next_page_token)."""
+    """List jobs, newest first: one JSON object, {"jobs": [...], "next_page_token": "..."} ("" on the
+    last page); with no job, "no jobs" on stderr too."""
     from tuneserve.v1 import training_pb2
 
     request = training_pb2.ListTrainingJobsRequest(
@@ -541,7 +604,13 @@ def jobs_list(model: str, state: str | None, page_size: int, page_token: str, **
         page_size=page_size,
         page_token=page_token,
     )
-    remote.echo(remote.call(_connect(conn), "training", "ListTrainingJobs", request))
+    page = remote.call(_connect(conn), "training", "ListTrainingJobs", request)
+    click.echo(
+        json.dumps({"jobs": [remote.as_dict(j) for j in page.jobs], "next_page_token": page.next_page_token})
+    )
+    if not page.jobs:
+        scope = " ".join(f"{k}={v}" for k, v in (("model", model), ("state", state)) if v)
+        click.echo(f"no jobs{' with ' + scope if scope else ''}", err=True)
 
 
 @jobs.command(name="get")
@@ -560,7 +629,7 @@ def jobs_get(job_id: str, **conn) -> None:
 @_connection
 def jobs_watch(job_id: str, **conn) -> None:
     """Follow a job with a progress bar; print it when it ends; exit 1 unless it succeeded."""
-    sys.exit(remote.watch(_connect(conn), job_id))
+    sys.exit(_watch(_connect(conn), job_id))
 
 
 @jobs.command(name="cancel")
@@ -619,9 +688,10 @@ def models_promote(name: str, version: int, **conn) -> None:
 
 @models.command(name="rollback")
 @click.argument("name")
-@click.option(
+@_opt(
     "--to",
     "version",
+    env="ROLLBACK_TO",
     type=click.IntRange(min=1),
     default=None,
     help="Version to serve [default: the newest kept version older than the serving one].",

@@ -1,21 +1,28 @@
 """The CLI's side of a remote server: connect (token, TLS), build Train requests from local files, follow
-a job with a progress bar, print messages as JSON. Needs grpcio (the serve or gpu extra)."""
+a job with a progress bar, predict, print messages as JSON. Needs grpcio (the serve or gpu extra)."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import click
 
+DEFAULT_SERVER = "localhost:50051"
+# What an insecure channel reports when the server speaks TLS: it hangs up on the plaintext preface.
+_PLAINTEXT_TO_TLS = ("socket closed", "connection reset", "end of file", "eof")
+# What a TLS channel reports when the server speaks plaintext.
+_TLS_TO_PLAINTEXT = ("handshake", "ssl", "tls", "wrong_version_number")
+
 
 @dataclass(frozen=True)
 class Connection:
-    server: str
+    server: str = DEFAULT_SERVER
     token: str | None = None
     ca_cert: Path | None = None
     client_cert: Path | None = None
@@ -37,6 +44,23 @@ class Connection:
 
     def metadata(self) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {self.token}")] if self.token else []
+
+    @property
+    def secure(self) -> bool:
+        return bool(self.ca_cert or self.client_cert)
+
+    def error(self, exc: Any) -> click.ClickException:
+        """A gRPC error as a ClickException: the status, the server's reason, and a hint when the failure
+        looks like TLS on one side only."""
+        code, details = exc.code(), exc.details() or ""
+        message = f"{code.name}: {details}"
+        if code.name == "UNAVAILABLE":
+            low = details.lower()
+            if not self.secure and any(sign in low for sign in _PLAINTEXT_TO_TLS):
+                message += f" (the server speaks TLS? pass --ca-cert CA.pem to reach {self.server})"
+            elif self.secure and any(sign in low for sign in _TLS_TO_PLAINTEXT):
+                message += " (the server speaks plaintext, or its certificate is not signed by --ca-cert?)"
+        return click.ClickException(message)
 
 
 def _grpc() -> Any:
@@ -63,7 +87,7 @@ def call(conn: Connection, stub_name: str, method: str, request: Any) -> Any:
         try:
             return getattr(stub, method)(request, metadata=conn.metadata(), timeout=conn.timeout)
         except grpc.RpcError as exc:
-            raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+            raise conn.error(exc) from exc
 
 
 def echo(message: Any) -> None:
@@ -182,7 +206,7 @@ def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> i
                     timeout=conn.timeout,
                 ).job
             except grpc.RpcError as exc:
-                raise click.ClickException(f"{exc.code().name}: {exc.details()}") from exc
+                raise conn.error(exc) from exc
     finally:
         bar.close()
     out(job)
@@ -191,3 +215,82 @@ def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> i
         click.echo(f"job {job_id} {state}: {job.error or job.promotion_reason or ''}".rstrip(": "), err=True)
         return 1
     return 0
+
+
+# ---------------------------------------------------------------- predict
+
+
+def predict(
+    conn: Connection,
+    model: str,
+    texts: Iterable[str],
+    *,
+    version: int = 0,
+    top_k: int = 0,
+    aggregation: str = "first",
+    min_score: float = 0.0,
+    per_call: int = 32,
+) -> Iterator[dict[str, Any]]:
+    """The model's answer to each text, in order, as a dict: ``labels`` for a classification model,
+    ``entities`` for a token classification one (the task is asked with GetModel). Texts are sent
+    ``per_call`` at a time, so a long stream of lines is answered in batches as it comes."""
+    from tuneserve.v1 import common_pb2, inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+
+    grpc = _grpc()
+    options = {"metadata": conn.metadata(), "timeout": conn.timeout}
+    with conn.channel() as channel:
+        inference = inference_pb2_grpc.InferenceServiceStub(channel)
+        try:
+            request = model_pb2.GetModelRequest(name=model)
+            task = model_pb2_grpc.ModelServiceStub(channel).GetModel(request, **options).model.task
+            entities = task == common_pb2.TASK_TOKEN_CLASSIFICATION
+            strategy = inference_pb2.AggregationStrategy.Value(f"AGGREGATION_STRATEGY_{aggregation.upper()}")
+            it = iter(texts)
+            while chunk := list(islice(it, per_call)):
+                if entities:
+                    reply = inference.ExtractEntities(
+                        inference_pb2.ExtractEntitiesRequest(
+                            model=model,
+                            version=version,
+                            texts=chunk,
+                            aggregation=strategy,
+                            min_score=min_score,
+                        ),
+                        **options,
+                    )
+                    for text, result in zip(chunk, reply.results, strict=True):
+                        found = [
+                            {
+                                "label": e.label,
+                                "text": e.text,
+                                "start": e.start,
+                                "end": e.end,
+                                "score": _score(e),
+                            }
+                            for e in result.entities
+                        ]
+                        yield _answer(text, reply, result, entities=found)
+                else:
+                    reply = inference.Classify(
+                        inference_pb2.ClassifyRequest(model=model, version=version, texts=chunk, top_k=top_k),
+                        **options,
+                    )
+                    for text, result in zip(chunk, reply.results, strict=True):
+                        labels = [{"label": s.label, "score": _score(s)} for s in result.labels]
+                        yield _answer(text, reply, result, labels=labels)
+        except grpc.RpcError as exc:
+            raise conn.error(exc) from exc
+
+
+def _answer(text: str, reply: Any, result: Any, **answer: Any) -> dict[str, Any]:
+    return {
+        "text": text,
+        "model": reply.model,
+        "version": reply.version,
+        **answer,
+        "truncated": result.truncated,
+    }
+
+
+def _score(item: Any) -> float:
+    return round(float(item.score), 6)  # a float32 on the wire: six digits are all it has

@@ -12,12 +12,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def run_cli(
-    *args: str | Path, check: bool = True, env: dict[str, str] | None = None
+    *args: str | Path, check: bool = True, env: dict[str, str] | None = None, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed ``tuneserve`` command in a real process (``env``: added to this one's)."""
+    """Run the installed ``tuneserve`` command in a real process (``env``: added to this one's; ``input``:
+    its stdin)."""
     cmd = [sys.executable, "-m", "tuneserve.cli", "--log-format", "json", *map(str, args)]
     environment = {**os.environ, **(env or {})}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=environment)
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, env=environment, input=input or ""
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result

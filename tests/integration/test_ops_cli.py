@@ -99,3 +99,25 @@ def test_failed_job_makes_watch_fail(tmp_path: Path) -> None:
         )
     finally:
         server.stop()
+
+
+def test_predict_answers_by_the_models_task(server: ServerProcess) -> None:
+    texts = ["a wonderful film", "dull"]
+    classified = run_cli("predict", "--server", server.target, "--model", "tiny-sentiment", *texts)
+    lines = [json.loads(line) for line in classified.stdout.splitlines()]
+    assert [a["text"] for a in lines] == texts
+    assert all(a["model"] == "tiny-sentiment" and a["version"] == 1 and len(a["labels"]) == 2 for a in lines)
+    assert lines[0]["labels"][0]["score"] >= lines[0]["labels"][1]["score"]
+
+    # No TEXT: the lines of stdin (blank ones skipped); the server from TUNESERVE_SERVER.
+    text = "Zoë met Angela Merkel in Zürich."
+    stdin = f"{text}\n\nNew York\n"
+    env = {"TUNESERVE_SERVER": server.target, "TUNESERVE_MODEL": "tiny-ner"}
+    found = run_cli("predict", "--texts-per-call", "1", env=env, input=stdin)
+    answers = [json.loads(line) for line in found.stdout.splitlines()]
+    assert [a["text"] for a in answers] == [text, "New York"]
+    assert all("entities" in a and "labels" not in a for a in answers)
+    assert all(text[e["start"] : e["end"]] == e["text"] for e in answers[0]["entities"])
+
+    unknown = run_cli("predict", "--server", server.target, "--model", "nope", "x", check=False)
+    assert unknown.returncode == 1 and "NOT_FOUND" in unknown.stderr and not unknown.stdout

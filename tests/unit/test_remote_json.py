@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("grpc")
 
-from tuneserve import remote  # noqa: E402
-from tuneserve.v1 import model_pb2, training_pb2  # noqa: E402
+from tuneserve import remote
+from tuneserve.v1 import model_pb2, training_pb2
 
 
 def test_only_int64_fields_become_numbers() -> None:
