@@ -110,9 +110,12 @@ def _connect(options: dict) -> remote.Connection:
     )
 
 
-def _watch(conn: remote.Connection, job_id: str) -> int:
-    """remote.watch, and on Ctrl-C: the job goes on; how to follow or cancel it."""
+def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
+    """remote.watch (after ``announce`` on stderr), and on Ctrl-C: the job goes on; how to follow or
+    cancel it."""
     try:
+        if announce:
+            click.echo(announce, err=True)
         return remote.watch(conn, job_id)
     except KeyboardInterrupt:
         at = f" --server {conn.server}"
@@ -521,8 +524,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
     if not options["watch"]:
         remote.echo(job)
         return 0
-    click.echo(f"job {job.id} queued for model {job.model}", err=True)
-    return _watch(conn, job.id)
+    return _watch(conn, job.id, f"job {job.id} queued for model {job.model}")
 
 
 def _model_task(conn: remote.Connection, name: str) -> str:

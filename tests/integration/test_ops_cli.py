@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from helpers import FIXTURES, last_json, run_cli
 
 from .live import ServerProcess
+
+
+def interrupted_watch(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`tuneserve train ... --watch` interrupted by SIGINT (Ctrl-C) once its job is queued."""
+    cmd = [sys.executable, "-m", "tuneserve.cli", "train", *map(str, args), "--watch"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    queued = proc.stderr.readline()  # "job ID queued for model M": the watch has begun
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, queued + err)
+
 
 TINY = ("--epochs", "2", "--batch-size", "8", "--max-length", "32", "--learning-rate", "1e-3")
 
@@ -18,6 +33,8 @@ def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) 
     server = ServerProcess(root, "--intra-op-threads", "1")
     at = ("--server", server.target)
     try:
+        empty = run_cli("jobs", "list", *at)
+        assert json.loads(empty.stdout) == {"jobs": [], "next_page_token": ""} and "no jobs" in empty.stderr
         files = (
             "--train",
             FIXTURES / "sentiment_train.tsv",
@@ -68,6 +85,17 @@ def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) 
 
         refused = run_cli("models", "delete", "cli-reviews", "1", *at, check=False)
         assert refused.returncode != 0 and "FAILED_PRECONDITION" in refused.stderr
+
+        # Ctrl-C stops watching, not the job, and says how to cancel it.
+        long = ("--model", "cli-long", "--task", "classification", *files, "--base", tiny_base)
+        interrupted = interrupted_watch(*at, *long, *TINY[2:], "--epochs", "100")
+        assert interrupted.returncode == 130, interrupted.stderr
+        job_id = interrupted.stderr.split()[1]
+        cancel = f"tuneserve jobs cancel {job_id} --server {server.target}"
+        assert f"job {job_id} goes on running" in interrupted.stderr and cancel in interrupted.stderr
+        going = last_json(run_cli("jobs", "get", job_id, *at).stdout)
+        assert going["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING")
+        run_cli(*cancel.split()[1:])
     finally:
         server.stop()
 

@@ -113,6 +113,8 @@ def test_tls_refuses_plaintext_and_untrusted_clients(tls_server: ServerProcess) 
     assert refused(tls_server.target, None) == grpc.StatusCode.UNAVAILABLE
     other = grpc.ssl_channel_credentials(trustme.CA().cert_pem.bytes())
     assert refused(tls_server.target, other) == grpc.StatusCode.UNAVAILABLE
+    plaintext = run_cli("models", "list", "--server", tls_server.target, check=False)
+    assert plaintext.returncode == 1 and "the server speaks TLS? pass --ca-cert" in plaintext.stderr
 
 
 def test_mtls_needs_a_client_certificate_signed_by_the_ca(mtls_server: ServerProcess, pki: PKI) -> None:
