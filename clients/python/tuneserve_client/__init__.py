@@ -7,9 +7,13 @@
         print(result.results[0].labels[0])
         entities = client.extract_entities("ner", ["Angela Merkel visited Paris."])
 
+It also trains and follows jobs (``train``, ``watch``, ``get_job``, ``list_jobs``, ``cancel_job``) and
+manages versions (``promote``, ``rollback``, ``delete_version``), like the Go and Java clients.
+
 Calls that fail with UNAVAILABLE (starting, draining, connection lost) or RESOURCE_EXHAUSTED (queue full)
-are retried with exponential backoff and jitter, within the call's overall deadline (``timeout``).
-Other failures raise ``TuneserveError`` with the server's status code and message.
+are retried by gRPC with exponential backoff and jitter, within the call's overall deadline (``timeout``);
+the policy is the Go and Java clients' (``Train`` only on RESOURCE_EXHAUSTED). Other failures raise
+``TuneserveError`` with the server's status code and message.
 Entity offsets are Unicode code points: ``text[e.start:e.end] == e.text`` for a Python ``str``.
 """
 
@@ -19,6 +23,7 @@ from ._client import (
     Entity,
     Extracted,
     LabelScore,
+    NoEarlierVersionError,
     TuneserveClient,
     TuneserveError,
 )
@@ -29,6 +34,7 @@ __all__ = [
     "Entity",
     "Extracted",
     "LabelScore",
+    "NoEarlierVersionError",
     "TuneserveClient",
     "TuneserveError",
 ]

@@ -1,10 +1,10 @@
-"""``TuneserveClient``: typed calls over the generated ``tuneserve.v1`` stubs, with deadlines and retries."""
+"""``TuneserveClient``: typed calls over the generated ``tuneserve.v1`` stubs, with deadlines, and retries
+by gRPC's service config (the Go and Java clients' policy)."""
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -12,10 +12,21 @@ from typing import Any, Literal, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tuneserve.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
+from tuneserve.v1 import (
+    inference_pb2,
+    inference_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 
 Aggregation = Literal["simple", "first", "average", "max"]
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+MAX_ATTEMPTS = 5  # gRPC's cap on attempts (the first included)
+FINISHED = frozenset(
+    {training_pb2.JOB_STATE_SUCCEEDED, training_pb2.JOB_STATE_FAILED, training_pb2.JOB_STATE_CANCELLED}
+)
 _AGGREGATIONS = {
     "simple": inference_pb2.AGGREGATION_STRATEGY_SIMPLE,
     "first": inference_pb2.AGGREGATION_STRATEGY_FIRST,
@@ -28,11 +39,14 @@ T = TypeVar("T")
 class TuneserveError(Exception):
     """A failed call: the status ``code`` and the server's ``details`` (what was wrong, what is allowed)."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, attempts: int = 1) -> None:
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
         super().__init__(f"{code.name}: {details}")
         self.code = code
         self.details = details
-        self.attempts = attempts
+
+
+class NoEarlierVersionError(TuneserveError):
+    """``rollback``: the model keeps no version below its serving one."""
 
 
 @dataclass(frozen=True)
@@ -78,10 +92,16 @@ class TuneserveClient:
     """A connection to one tuneserve server. Thread-safe; use one per process and ``close()`` it (or use
     it as a context manager).
 
-    ``target`` is ``host:port``. ``tls`` uses the system's root certificates unless ``root_certificates``
-    (PEM bytes) are given. ``token`` is sent as ``authorization: Bearer <token>``. ``timeout`` is each
-    call's overall deadline in seconds, retries included; ``retries`` is how many times a call failing
-    with UNAVAILABLE or RESOURCE_EXHAUSTED is tried again.
+    ``target`` is ``host:port`` (or ``dns:///host:port``, balanced round robin over its addresses).
+    ``tls`` uses the system's root certificates unless ``root_certificates`` (PEM bytes) are given;
+    ``private_key`` and ``certificate_chain`` (PEM bytes) are for mutual TLS. ``token`` is sent as
+    ``authorization: Bearer <token>``. ``timeout`` is each unary call's overall deadline in seconds,
+    retries included (streams get none). Retries are gRPC's, configured by its service config as the Go
+    and Java clients do: a call failing with UNAVAILABLE or RESOURCE_EXHAUSTED is tried again up to
+    ``retries`` times (at most 4: gRPC caps attempts at 5), after a random pause up to the current
+    backoff, which starts at ``backoff`` seconds and doubles up to ``max_backoff``; Train is retried only
+    on RESOURCE_EXHAUSTED (a full queue), so a job is never submitted twice. ``wait_for_ready`` makes
+    calls wait (within their deadline) for a server that is not up yet instead of failing.
     """
 
     def __init__(
@@ -90,26 +110,35 @@ class TuneserveClient:
         *,
         tls: bool = False,
         root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
         token: str | None = None,
         timeout: float = 10.0,
-        retries: int = 3,
-        backoff: float = 0.05,
+        retries: int = 4,
+        backoff: float = 0.1,
         max_backoff: float = 2.0,
+        wait_for_ready: bool = False,
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
-        opts = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1), *options]
-        if tls or root_certificates is not None:
-            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+        config = service_config(retries, backoff, max_backoff)
+        opts = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.enable_retries", int(retries > 0)),
+            ("grpc.service_config", json.dumps(config)),
+            *options,
+        ]
+        if tls or root_certificates is not None or certificate_chain is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
             self._channel = grpc.secure_channel(target, credentials, options=opts)
         else:
             self._channel = grpc.insecure_channel(target, options=opts)
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.wait_for_ready = wait_for_ready
         self._inference = inference_pb2_grpc.InferenceServiceStub(self._channel)
         self._models = model_pb2_grpc.ModelServiceStub(self._channel)
+        self._training = training_pb2_grpc.TrainingServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     def classify(
@@ -176,6 +205,72 @@ class TuneserveClient:
     def get_model(self, name: str, *, timeout: float | None = None) -> model_pb2.Model:
         return self._call(self._models.GetModel, model_pb2.GetModelRequest(name=name), timeout).model
 
+    def promote(self, name: str, version: int, *, timeout: float | None = None) -> model_pb2.Model:
+        """Makes ``version`` the serving version (loaded and warmed before it serves); admin token."""
+        request = model_pb2.SetServingVersionRequest(name=name, version=version)
+        return self._call(self._models.SetServingVersion, request, timeout).model
+
+    def rollback(self, name: str, *, timeout: float | None = None) -> model_pb2.Model:
+        """Serves the newest kept version below the serving one (``NoEarlierVersionError`` if none)."""
+        model = self.get_model(name, timeout=timeout)
+        older = [v.version for v in model.versions if v.version < model.serving_version]
+        if not older:
+            raise NoEarlierVersionError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"model {name!r} keeps no version older than its serving version {model.serving_version}",
+            )
+        return self.promote(name, max(older), timeout=timeout)
+
+    def delete_version(self, name: str, version: int, *, timeout: float | None = None) -> None:
+        """Deletes a version that is not serving (FAILED_PRECONDITION for the serving one)."""
+        request = model_pb2.DeleteModelVersionRequest(name=name, version=version)
+        self._call(self._models.DeleteModelVersion, request, timeout)
+
+    def train(
+        self, request: training_pb2.TrainRequest, *, timeout: float | None = None
+    ) -> training_pb2.TrainingJob:
+        """Submits a training job (QUEUED or RUNNING); follow it with ``watch``. Build the request with
+        ``tuneserve.v1.training_pb2`` (model, task, training_data, hyperparameters, promotion_policy, ...)."""
+        return self._call(self._training.Train, request, timeout).job
+
+    def get_job(self, job_id: str, *, timeout: float | None = None) -> training_pb2.TrainingJob:
+        request = training_pb2.GetTrainingJobRequest(job_id=job_id)
+        return self._call(self._training.GetTrainingJob, request, timeout).job
+
+    def list_jobs(
+        self, model: str = "", state: int = 0, *, timeout: float | None = None
+    ) -> list[training_pb2.TrainingJob]:
+        """Jobs, newest first (all pages); of one ``model``, in one ``state`` (a JobState) if given."""
+        jobs: list[training_pb2.TrainingJob] = []
+        token = ""
+        while True:
+            request = training_pb2.ListTrainingJobsRequest(model=model, state=state, page_token=token)
+            reply = self._call(self._training.ListTrainingJobs, request, timeout)
+            jobs.extend(reply.jobs)
+            token = reply.next_page_token
+            if not token:
+                return jobs
+
+    def cancel_job(self, job_id: str, *, timeout: float | None = None) -> training_pb2.TrainingJob:
+        """Asks a queued or running job to stop; it ends CANCELLED once its trainer has stopped."""
+        request = training_pb2.CancelTrainingJobRequest(job_id=job_id)
+        return self._call(self._training.CancelTrainingJob, request, timeout).job
+
+    def watch(self, job_id: str) -> Iterator[training_pb2.TrainingEvent]:
+        """The events of a job (state, stage, progress, metrics) until it ends; close the iterator (or
+        stop iterating) to stop watching: the job goes on."""
+        request = training_pb2.WatchTrainingJobRequest(job_id=job_id)
+        stream = self._training.WatchTrainingJob(
+            request, metadata=self._metadata, wait_for_ready=self.wait_for_ready
+        )
+        try:
+            for response in stream:
+                yield response.event
+        except grpc.RpcError as exc:
+            raise TuneserveError(exc.code(), exc.details() or "") from exc
+        finally:
+            stream.cancel()
+
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """The server's health ("SERVING", "NOT_SERVING", ...) overall or for one service."""
         reply = self._call(self._health.Check, health_pb2.HealthCheckRequest(service=service), timeout)
@@ -193,23 +288,44 @@ class TuneserveClient:
         self.close()
 
     def _call(self, method: Callable[..., T], request: Any, timeout: float | None) -> T:
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        attempt = 0
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                if remaining <= 0:
-                    raise TuneserveError(
-                        grpc.StatusCode.DEADLINE_EXCEEDED,
-                        "the call's deadline passed before it could be sent",
-                        attempt,
-                    )
-                return method(request, timeout=remaining, metadata=self._metadata)
-            except grpc.RpcError as exc:
-                code: grpc.StatusCode = exc.code()
-                details: str = exc.details() or ""
-                attempt += 1
-                pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                if code not in RETRYABLE or attempt > self.retries or time.monotonic() + pause >= deadline:
-                    raise TuneserveError(code, details, attempt) from exc
-                time.sleep(pause)
+        try:
+            return method(
+                request,
+                timeout=self.timeout if timeout is None else timeout,
+                metadata=self._metadata,
+                wait_for_ready=self.wait_for_ready,
+            )
+        except grpc.RpcError as exc:
+            raise TuneserveError(exc.code(), exc.details() or "") from exc
+
+
+def service_config(retries: int, backoff: float, max_backoff: float) -> dict[str, Any]:
+    """gRPC's service config, as the Go and Java clients build it: round robin, and the retry policies
+    (Train, the most specific name, only on RESOURCE_EXHAUSTED)."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if retries <= 0:
+        return config
+
+    def policy(*codes: str) -> dict[str, Any]:
+        return {
+            "maxAttempts": min(retries + 1, MAX_ATTEMPTS),
+            "initialBackoff": f"{backoff:.3f}s",
+            "maxBackoff": f"{max(max_backoff, backoff):.3f}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": list(codes),
+        }
+
+    package = "tuneserve.v1."
+    config["methodConfig"] = [
+        {
+            "name": [{"service": f"{package}TrainingService", "method": "Train"}],
+            "retryPolicy": policy("RESOURCE_EXHAUSTED"),
+        },
+        {
+            "name": [
+                {"service": f"{package}{s}"} for s in ("InferenceService", "ModelService", "TrainingService")
+            ],
+            "retryPolicy": policy("UNAVAILABLE", "RESOURCE_EXHAUSTED"),
+        },
+    ]
+    return config
