@@ -51,7 +51,8 @@ proto-check: proto proto-go
 	cd proto && npx --yes @bufbuild/buf@1.75.0 format -d --exit-code
 
 # Deployment assets: lint the Dockerfile, render each Kubernetes overlay and validate every object offline
-# (deploy/kubernetes/validate.py), check and unit-test the alerting rules. hadolint and kubernetes-validate
+# (deploy/kubernetes/validate.py: schemas, and what each Deployment runs: image target, command, training
+# on in the trainer only), check and unit-test the alerting rules. hadolint and kubernetes-validate
 # come with the dev group; kustomize is built into .bin/ with Go; promtool is Debian's prometheus package.
 KUSTOMIZE_VERSION := v5.8.1
 KUSTOMIZE := .bin/kustomize-$(KUSTOMIZE_VERSION)

@@ -5,6 +5,11 @@ kubernetes-validate ships, for each version given with -k. ServiceMonitor and Pr
 schemas lack; they are checked here instead: the ServiceMonitor's shape and that each Service it selects
 has its named port, and each rule's required fields (promtool checks the rules' PromQL in
 deploy/monitoring/alerts.yaml, which a unit test keeps equal to the PrometheusRule).
+
+Then what each Deployment runs (check_workloads): its image is one of the Dockerfile's targets
+(`tuneserve:serve-cpu`, `serve-gpu`, `train`), it runs the image's entrypoint with `serve`, training is on
+in the trainer (the `train` image, one replica, Recreate) and explicitly off in every serving Deployment,
+and GPU settings come with an image that can use the GPU.
 """
 
 from __future__ import annotations
@@ -15,6 +20,15 @@ import sys
 import kubernetes_validate
 import yaml
 
+# The Dockerfile's targets: what each can do (tests/unit/test_deploy_files.py keeps this table in step).
+IMAGE = "tuneserve"
+TARGETS = {
+    "serve-cpu": {"train": False, "gpu": False},
+    "serve-gpu": {"train": False, "gpu": True},
+    "train": {"train": True, "gpu": True},
+}
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
+GPU_ENV = {"TUNESERVE_DEVICE", "TUNESERVE_TRAINING__DEVICE"}
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 RULE_FIELDS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
 # The endpoint fields used here or likely in an overlay; anything else is probably a typo.
@@ -70,6 +84,74 @@ def check_prometheus_rule(rule: dict) -> list[str]:
     return errors
 
 
+def _pod_spec(doc: dict) -> dict:
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    return (spec.get("template") or {}).get("spec") or {}
+
+
+def check_container(label: str, component: str | None, container: dict) -> list[str]:
+    """What one tuneserve container runs: image target, command, training and GPU use."""
+    where = f"{label} container {container.get('name')}"
+    image = str(container.get("image", ""))
+    name, _, target = image.partition(":")
+    if name != IMAGE or target not in TARGETS:
+        wanted = ", ".join(f"{IMAGE}:{t}" for t in TARGETS)
+        return [f"{where}: image {image!r} is none of the Dockerfile's targets ({wanted})"]
+    errors = []
+    if "command" in container or container.get("args") != ["serve"]:
+        errors.append(
+            f"{where}: runs {container.get('command')} {container.get('args')}, not `tuneserve serve`"
+        )
+    env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+    training = env.get("TUNESERVE_TRAINING__ENABLED")
+    if component == "training":
+        if target != "train":
+            errors.append(f"{where}: the trainer runs {image}, which has no torch; it needs {IMAGE}:train")
+        if training != "true":
+            errors.append(f"{where}: the trainer needs TUNESERVE_TRAINING__ENABLED=true, not {training!r}")
+    elif training != "false":
+        # Training is on by default: a serving replica must turn it off, or it would own the job store.
+        errors.append(
+            f"{where}: a serving container needs TUNESERVE_TRAINING__ENABLED=false, not {training!r}"
+        )
+    limits = (container.get("resources") or {}).get("limits") or {}
+    uses_gpu = "nvidia.com/gpu" in limits or any(env.get(k) == "cuda" for k in GPU_ENV)
+    if uses_gpu and not TARGETS[target]["gpu"]:
+        errors.append(f"{where}: asks for a GPU, but {image} cannot use one")
+    if target == "serve-gpu" and "nvidia.com/gpu" not in limits:
+        errors.append(f"{where}: {image} without an nvidia.com/gpu limit")
+    return errors
+
+
+def check_workloads(docs: list[dict]) -> list[str]:
+    """Each workload runs the tuneserve image meant for it; exactly one trainer owns the job store."""
+    errors = []
+    trainers = []
+    for doc in docs:
+        if doc.get("kind") not in WORKLOAD_KINDS:
+            continue
+        label = f"{doc['kind']} {doc.get('metadata', {}).get('name')}"
+        component = (doc.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/component")
+        if component == "training":
+            trainers.append(label)
+            spec = doc.get("spec") or {}
+            if (
+                doc["kind"] != "Deployment"
+                or spec.get("replicas") != 1
+                or spec.get("strategy") != {"type": "Recreate"}
+            ):
+                errors.append(
+                    f"{label}: the trainer must be a Deployment of one replica with strategy Recreate"
+                )
+        for container in _pod_spec(doc).get("containers") or []:
+            errors += check_container(label, component, container)
+    if len(trainers) != 1:
+        errors.append(f"expected one trainer (app.kubernetes.io/component: training), found {trainers}")
+    return errors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", "--kubernetes-version", action="append", default=None)
@@ -93,6 +175,7 @@ def main() -> int:
             except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
                 where = "/".join(str(p) for p in getattr(exc, "absolute_path", []))
                 errors.append(f"{label} (Kubernetes {version}) at /{where}: {getattr(exc, 'message', exc)}")
+    errors += check_workloads(docs)
     for e in errors:
         print(e, file=sys.stderr)
     print(f"{len(docs)} objects, Kubernetes {', '.join(versions)}: {'FAILED' if errors else 'valid'}")

@@ -4,11 +4,15 @@ only metrics the server exports."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
@@ -261,3 +265,61 @@ def test_gpu_overlay_sets_the_fp16_and_cuda_it_describes(monkeypatch: pytest.Mon
             assert path[0] in Settings.model_fields, f"{name} is no setting"
             if len(path) == 2:
                 assert path[1] in type(getattr(settings, path[0])).model_fields, f"{name} is no setting"
+
+
+def _validator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("validate", KUBE / "validate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _render(overlay: str) -> list[dict]:
+    """An overlay as `make deploy-check` renders it (the pinned kustomize), else as kubectl does."""
+    pinned = sorted((ROOT / ".bin").glob("kustomize-*"))
+    if pinned:
+        command = [str(pinned[-1]), "build"]
+    elif shutil.which("kubectl"):
+        command = ["kubectl", "kustomize"]
+    else:
+        pytest.skip("no kustomize (make deploy-check builds it) and no kubectl")
+    out = subprocess.run(
+        [*command, str(KUBE / "overlays" / overlay)], capture_output=True, text=True, check=True
+    )
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def test_validator_knows_the_dockerfile_targets() -> None:
+    assert set(_validator().TARGETS) == set(TARGETS) <= set(dockerfile_stages())
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_each_overlay_runs_the_trainer_from_the_train_image(overlay: str) -> None:
+    docs = _render(overlay)
+    images = {
+        d["metadata"]["name"]: [c["image"] for c in d["spec"]["template"]["spec"]["containers"]]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    assert images == {"tuneserve": [f"tuneserve:serve-{overlay}"], "tuneserve-trainer": ["tuneserve:train"]}
+    assert _validator().check_workloads(docs) == []
+
+
+def test_validator_refuses_a_trainer_without_torch_and_serving_with_training_on() -> None:
+    validate = _validator()
+    docs = _render("cpu")
+    by_name = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (trainer,) = by_name["tuneserve-trainer"]["spec"]["template"]["spec"]["containers"]
+    (serving,) = by_name["tuneserve"]["spec"]["template"]["spec"]["containers"]
+    trainer["image"] = "tuneserve:serve-cpu"  # the rendering bug of kustomize's image transformer
+    serving["env"] = [e for e in serving["env"] if e["name"] != "TUNESERVE_TRAINING__ENABLED"]
+    serving["command"] = ["python"]
+    errors = "\n".join(validate.check_workloads(docs))
+    assert "tuneserve-trainer container tuneserve: the trainer runs tuneserve:serve-cpu" in errors
+    assert (
+        "Deployment tuneserve container tuneserve: a serving container needs TUNESERVE_TRAINING__ENABLED"
+        in errors
+    )
+    assert "not `tuneserve serve`" in errors
+    by_name["tuneserve-trainer"]["spec"]["replicas"] = 2
+    assert any("one replica" in e for e in validate.check_workloads(docs))
