@@ -36,6 +36,7 @@ from tuneserve.server import reflection, tls
 from tuneserve.server.auth import Authenticator
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.dataplane import DataPlane
+from tuneserve.server.errors import TrainingUnavailable
 from tuneserve.server.interceptors import ServerInterceptor, Traffic
 from tuneserve.server.metrics import Metrics, MetricsServer
 from tuneserve.server.registry import ModelRegistry
@@ -115,11 +116,17 @@ class App:
         self.training: Training | None = None
         reason = unavailable_reason(settings)
         if reason is None:
-            self.training = Training(settings, self.store, self.models, catalog, self.metrics)
-            training_servicer: Any = TrainingServicer(self.training)
+            try:
+                self.training = Training(settings, self.store, self.models, catalog, self.metrics)
+            except TrainingUnavailable as exc:  # another server runs this job store's jobs
+                reason = exc.message
+                log.warning("training off", reason=reason)
         else:
             log.info("training off", reason=reason)
-            training_servicer = DisabledTrainingServicer(reason)
+        if self.training is not None:
+            training_servicer: Any = TrainingServicer(self.training)
+        else:
+            training_servicer = DisabledTrainingServicer(reason or "training is off on this server")
         training_pb2_grpc.add_TrainingServiceServicer_to_server(training_servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable(self._server, [INFERENCE, MODEL, TRAINING, health.SERVICE_NAME])

@@ -8,7 +8,9 @@ warm, switch). A job that fails or is cancelled leaves nothing behind: its work 
 folder in the model store are removed, and the serving version is untouched.
 
 On start-up, jobs that were running when the server stopped are marked FAILED (their processes killed,
-their files removed); queued jobs stay queued and run.
+their files removed); queued jobs stay queued and run. A runner exists only in the process that holds the
+job store's ``RunnerLock`` (see ``Training``), so the jobs it finds running belong to a server that is
+dead: it never kills a live server's job.
 
 Every change of a job's state is a compare-and-set in the job store (``JobStore.transition``): the
 scheduler starts a job only if it is still queued, a cancel of a queued job applies only if it has not
@@ -118,7 +120,8 @@ class JobRunner:
     # ------------------------------------------------------------------ life
 
     async def start(self) -> None:
-        """Recover from the last run, then start taking jobs from the queue."""
+        """Recover from the last run (its owner is dead: this process holds the store's lock), then start
+        taking jobs from the queue."""
         for job in await asyncio.to_thread(self.jobs.unfinished):
             if job.state == "running":
                 await asyncio.to_thread(self._kill_orphan, job)

@@ -3,6 +3,10 @@
 Each job is one row: a few indexed columns to filter and order by, and the whole ``JobRecord`` as JSON.
 Writes are small and commit at once (WAL journal); the server is the only writer.
 
+One process at a time runs a store's jobs: it holds ``RunnerLock`` (an exclusive ``flock`` on
+``runner.lock`` beside the database) for as long as it lives, and the kernel drops the lock when it exits,
+however it exits. Another server on the same store gets ``JobStoreBusy``, naming the owner.
+
 A job's state changes only through ``transition``, a compare-and-set: it applies only if the stored state
 is one the caller expected, so of a cancel and a start racing for a queued job exactly one wins. ``save``
 writes the rest of the record and never changes the state.
@@ -10,6 +14,10 @@ writes the rest of the record and never changes the state.
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -23,6 +31,8 @@ State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 # The stages of a job, in order (TrainingStage in the proto).
 STAGES = ("queued", "training", "evaluating", "exporting", "quantizing", "validating", "gating", "promoting")
+
+LOCK_FILE = "runner.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -156,3 +166,57 @@ class JobStore:
                 "SELECT data FROM jobs WHERE state IN ('queued', 'running') ORDER BY seq"
             ).fetchall()
         return [JobRecord.model_validate_json(r[0]) for r in rows]
+
+
+class JobStoreBusy(Exception):
+    """Another live process holds the job store's ``RunnerLock``."""
+
+
+class RunnerLock:
+    """The right to run a job store's jobs: an exclusive ``flock`` on ``folder/runner.lock``.
+
+    Held until ``release`` or the end of the process (a crash included: the kernel releases it), so a
+    server that gets it knows that no live server runs the jobs it finds unfinished. The file records the
+    owner (pid, host, start time) for the refusal message; its content is informative only.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, folder: Path) -> RunnerLock:
+        """Take the lock without waiting; ``JobStoreBusy`` (naming the owner) if another process holds it."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)  # job processes never inherit it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JobStoreBusy(f"the job store {folder} is in use by {_owner(path)}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        owner = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(owner).encode() + b"\n", 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+
+def _owner(path: Path) -> str:
+    """Who holds the lock, as its file says (it may be mid-write: then just "another process")."""
+    try:
+        owner = json.loads(path.read_text())
+        return f"another server (pid {owner['pid']} on {owner['host']}, since {owner['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"

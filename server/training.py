@@ -1,6 +1,7 @@
 """The Train RPC's domain: check a request, turn it into a queued job, and keep the versions in bounds.
 
-``Training`` owns the job store and the runner; the registry does promotion, the catalog retention.
+``Training`` owns the job store (once it holds the store's ``RunnerLock``) and the runner; the registry
+does promotion, the catalog retention.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import structlog
 from tuneserve.repository import ModelStore
 from tuneserve.server import trainrequest
 from tuneserve.server.catalog import Catalog
-from tuneserve.server.errors import StorageFull
+from tuneserve.server.errors import StorageFull, TrainingUnavailable
 from tuneserve.server.jobs import JobRunner
-from tuneserve.server.jobstore import JobRecord, JobStore
+from tuneserve.server.jobstore import JobRecord, JobStore, JobStoreBusy, RunnerLock
 from tuneserve.server.metrics import Metrics
 from tuneserve.server.registry import ModelRegistry
 from tuneserve.server.settings import Settings
@@ -47,6 +48,9 @@ def jobs_dir(settings: Settings) -> Path:
 
 
 class Training:
+    """The Train RPCs' domain. Constructing it takes the job store's lock: ``TrainingUnavailable`` (with
+    the reason, for the log and the RPCs) if another live server runs that store's jobs."""
+
     def __init__(
         self,
         settings: Settings,
@@ -58,7 +62,19 @@ class Training:
         self.settings = settings
         self.store = store
         root = jobs_dir(settings)
-        self.jobs = JobStore(root / JOBS_DB)
+        try:
+            self.lock = RunnerLock.acquire(root)
+        except JobStoreBusy as exc:
+            raise TrainingUnavailable(
+                f"training is off on this server: {exc}, which runs its jobs; this server serves but does "
+                "not train. Send Train to that server, or stop it and restart this one "
+                "(start a serving-only server with --no-training to silence this)"
+            ) from exc
+        try:
+            self.jobs = JobStore(root / JOBS_DB)
+        except BaseException:
+            self.lock.release()
+            raise
         self.catalog = catalog
         self.runner = JobRunner(
             settings.training,
@@ -79,6 +95,7 @@ class Training:
 
     def close(self) -> None:
         self.jobs.close()
+        self.lock.release()
 
     async def train(self, request: training_pb2.TrainRequest) -> JobRecord:
         """Validate and queue; INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS or RESOURCE_EXHAUSTED (a full

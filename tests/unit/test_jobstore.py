@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from tuneserve.server.jobstore import JobRecord, JobStore
+import pytest
+
+from tuneserve.server.jobstore import JobRecord, JobStore, JobStoreBusy, RunnerLock
 
 
 def _job(i: int, model: str, state: str = "queued") -> JobRecord:
@@ -52,3 +58,31 @@ def test_transition_is_a_compare_and_set_and_save_keeps_the_state(tmp_path: Path
     assert store.save(cancelled)
     assert store.get("job1").error == "x"  # type: ignore[union-attr]
     assert [j.id for j in store.unfinished()] == []
+
+
+def test_one_process_holds_the_runner_lock_until_it_dies(tmp_path: Path) -> None:
+    """Another process's lock refuses us (naming it); once that process is killed the lock is ours."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from tuneserve.server.jobstore import RunnerLock; "
+            "RunnerLock.acquire(Path(sys.argv[1])); print('held', flush=True); time.sleep(600)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(JobStoreBusy, match=f"in use by another server \\(pid {holder.pid} on "):
+            RunnerLock.acquire(tmp_path)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    lock = RunnerLock.acquire(tmp_path)
+    with pytest.raises(JobStoreBusy, match=f"pid {os.getpid()} "):  # also within one process
+        RunnerLock.acquire(tmp_path)
+    lock.release()
+    RunnerLock.acquire(tmp_path).release()
