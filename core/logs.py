@@ -1,19 +1,33 @@
 """Structured logging: one JSON object per line (or readable key=value lines on a terminal).
 
 A logged exception keeps its traceback: in JSON as the ``exception`` string (``exc_info`` resolved), on a
-terminal as the console renderer prints it; for structlog and standard-library records alike.
+terminal as the console renderer prints it; for structlog and standard-library records alike. Python
+warnings are logged records too, and ``adopt_library_loggers`` routes the ML libraries' own loggers (which
+print plain text to stderr) through the same handler.
+
+Progress bars only on a terminal: when stderr is not one, ``configure`` turns off every tqdm bar and
+Hugging Face Hub's (``TQDM_DISABLE``, ``HF_HUB_DISABLE_PROGRESS_BARS``, inherited by child processes such
+as training jobs), so that a redirected stderr holds nothing but JSON lines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import structlog
 
+# Libraries that attach their own plain-text stderr handler to their root logger when first imported.
+LIBRARY_LOGGERS = ("transformers", "optimum", "huggingface_hub", "datasets")
+
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
-    """Route structlog and the standard library's logging to stderr in one format."""
+    """Route structlog, the standard library's logging and warnings to stderr in one format; no progress
+    bars unless stderr is a terminal (call it before importing tqdm: tqdm reads TQDM_* at import)."""
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: list[structlog.typing.Processor] = (
@@ -42,3 +56,15 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
+    adopt_library_loggers()
+
+
+def adopt_library_loggers() -> None:
+    """Send the records of ``LIBRARY_LOGGERS`` through the root handler instead of their own; call it again
+    after importing one of them (each adds its handler once, at its first import)."""
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True

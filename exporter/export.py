@@ -19,7 +19,7 @@ from typing import Literal
 import structlog
 
 from tuneserve import data as datasets
-from tuneserve import signing
+from tuneserve import logs, signing
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.cpu import DEFAULT_INT8_TARGET, Int8Target, host_int8_target
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer, pretokenize
@@ -184,6 +184,7 @@ def export(
     """
     from optimum.exporters.onnx import main_export
 
+    logs.adopt_library_loggers()  # optimum's and transformers' warnings as log records
     started = time.monotonic()
     checkpoint = Path(config.checkpoint)
     record_path = checkpoint / TRAINING_RECORD

@@ -46,6 +46,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as hf_logging
 
 from tuneserve import data as datasets
+from tuneserve import logs
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.encoding import (
     PRETOKENIZERS,
@@ -96,7 +97,7 @@ class TrainConfig:
     # NER words: "tokenizer" (cut at the tokenizer's pre-tokenizer, as the server cuts raw text) or
     # "whitespace" (the data's words as they are, for served text pre-tokenized like the data)
     pretokenizer: Literal["tokenizer", "whitespace"] = "tokenizer"
-    progress_bar: bool = True
+    progress_bar: bool = True  # on a terminal only
 
 
 @dataclass
@@ -201,9 +202,15 @@ class _Reporter(TrainerCallback):
         self.history: list[dict[str, Any]] = []
 
     def on_train_begin(self, args, state, control, **kwargs):
-        # Our own bar on stderr: the Trainer's prints its log dicts to stdout, which carries the result.
+        # Our own bar on stderr, and only on a terminal (disable=None): elsewhere stderr carries JSON lines.
+        # The Trainer's bars are off (disable_tqdm), and its printer of log dicts is removed (stdout carries
+        # the result).
         self.bar = tqdm(
-            total=state.max_steps, desc="training", unit="step", file=sys.stderr, disable=not self.show_bar
+            total=state.max_steps,
+            desc="training",
+            unit="step",
+            file=sys.stderr,
+            disable=None if self.show_bar else True,
         )
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -301,6 +308,7 @@ def train(
         raise ValueError(f"pretokenizer {config.pretokenizer!r}: expected one of {', '.join(PRETOKENIZERS)}")
     set_seed(config.seed)
     hf_logging.set_verbosity_error()
+    logs.adopt_library_loggers()  # transformers' warnings as log records, not plain text on stderr
     device = _device(config.device)
     base = resolve_base(config.base)
     multi_label, labels, train_set, valid_set = _load_data(config)
