@@ -430,6 +430,45 @@ def demo(model_root: Path, force: bool, base: str | None) -> None:
         click.echo(line)
 
 
+@main.command()
+@_opt(
+    "--model-root",
+    env="MODEL_ROOT",
+    default="models",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model store root.",
+)
+@_opt("--name", env="NAME", default=None, help="Only this model [default: every model in the store].")
+@_opt(
+    "--signing-key",
+    env="SIGNING_KEY",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ed25519 private key (PEM): also sign the versions sealed, for servers run with --verify-key.",
+)
+def seal(model_root: Path, name: str | None, signing_key: Path | None) -> None:
+    """Cover the manifests of versions published by an older tuneserve with a digest (manifest.sha256).
+
+    Servers refuse versions whose manifest no digest covers. This checks every file of such a version
+    against its manifest and records the manifest's digest, trusting the manifest as it stands: review
+    its labels first. Prints one JSON line per version without a digest; exits 1 if any could not be sealed
+    (a file does not match its manifest: export that version again, or delete it).
+    """
+    from tuneserve.repository import ModelStore, StoreError
+    from tuneserve.signing import SigningError, load_private_key
+
+    try:
+        key = load_private_key(signing_key) if signing_key else None
+        results = ModelStore(model_root).seal(name, key)
+    except (StoreError, SigningError, OSError) as exc:
+        raise click.ClickException(f"seal failed: {exc}") from exc
+    for model, version, error in results:
+        line = {"name": model, "version": version, "sealed": not error}
+        click.echo(json.dumps({**line, "error": error} if error else line))
+    if any(error for *_, error in results):
+        raise click.ClickException("some versions were not sealed: their files do not match their manifest")
+
+
 # ---------------------------------------------------------------- a remote server: train, jobs, models
 
 _LOCAL_TRAIN_OPTIONS = frozenset(

@@ -320,6 +320,36 @@ class ModelStore:
                         removed.append(path)
         return removed
 
+    def seal(
+        self, name: str | None = None, signing_key: Ed25519PrivateKey | None = None
+    ) -> list[tuple[str, int, str]]:
+        """Record the missing ``manifest.sha256`` (and, with ``signing_key``, ``manifest.sig``) of versions
+        published before manifests were covered. Returns ``(model, version, error)`` per version looked at
+        (``error`` empty when it was sealed).
+
+        Every file is checked against the manifest first, so only intact folders are sealed; the manifest
+        itself is trusted as it stands (review its labels first). Covered versions are left alone.
+        """
+        results = []
+        for model in [check_name(name)] if name else self.models():
+            for version in self.versions(model):
+                path = self.root / model / str(version)
+                if (path / MANIFEST_DIGEST).exists():
+                    continue
+                digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
+                write_atomic(path / MANIFEST_DIGEST, f"{digest}  {MANIFEST}\n".encode())
+                try:
+                    verify(path)
+                except IntegrityError as exc:
+                    (path / MANIFEST_DIGEST).unlink()
+                    results.append((model, version, str(exc)))
+                    continue
+                if signing_key is not None:
+                    signature = signing.sign_digest(signing_key, digest)
+                    write_atomic(path / MANIFEST_SIGNATURE, base64.b64encode(signature) + b"\n")
+                results.append((model, version, ""))
+        return results
+
     def _last_version(self, name: str) -> int:
         path = self.root / name / LAST_VERSION
         return int(path.read_text()) if path.exists() else 0
@@ -366,7 +396,7 @@ def _manifest_digest(path: Path) -> str:
     except FileNotFoundError:
         raise IntegrityError(
             f"{path} has no {MANIFEST_DIGEST}: its manifest is not covered by a checksum (published by an "
-            "older tuneserve, or removed); export it again"
+            "older tuneserve, or removed); check its labels, then `tuneserve seal`, or export it again"
         ) from None
     if len(recorded) != 2 or recorded[1] != MANIFEST or not re.fullmatch(r"[0-9a-f]{64}", recorded[0]):
         raise IntegrityError(f"{path / MANIFEST_DIGEST} is not '<sha256 hex>  {MANIFEST}'")

@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from helpers import run_cli
 from tuneserve import signing
 from tuneserve.repository import (
     MANIFEST_DIGEST,
@@ -288,3 +289,32 @@ def test_key_files_that_are_not_ed25519_pem_are_refused(tmp_path: Path) -> None:
         signing.load_private_key(public)
     with pytest.raises(signing.SigningError, match="cannot read key file"):
         signing.load_public_key(tmp_path / "missing.pem")
+
+
+def test_seal_covers_intact_versions_of_an_older_store_and_refuses_torn_ones(tmp_path: Path) -> None:
+    """A store published before manifests were covered: ``tuneserve seal`` records the missing digests
+    (and signatures) of intact versions only, and leaves covered versions alone."""
+    private, public = _keys(tmp_path)
+    root = tmp_path / "store"
+    store = ModelStore(root)
+    for _ in range(3):
+        _publish(store)
+    for v in (1, 2):
+        (root / "m" / str(v) / MANIFEST_DIGEST).unlink()
+    covered = (root / "m" / "3" / MANIFEST_DIGEST).read_bytes()
+    (root / "m" / "2" / "model.onnx").write_bytes(b"tampered")
+    torn = run_cli("seal", "--model-root", root, "--signing-key", private, check=False)
+    assert torn.returncode == 1
+    lines = [json.loads(line) for line in torn.stdout.splitlines()]
+    assert lines[0] == {"name": "m", "version": 1, "sealed": True}
+    assert lines[1]["sealed"] is False and "checksum mismatch for model.onnx" in lines[1]["error"]
+    assert not (root / "m" / "2" / MANIFEST_DIGEST).exists()  # a torn version stays refused
+    (root / "m" / "2" / "model.onnx").write_bytes(b"onnx")
+    sealed = run_cli("seal", "--model-root", root, "--name", "m", "--signing-key", private)
+    assert [json.loads(line) for line in sealed.stdout.splitlines()] == [
+        {"name": "m", "version": 2, "sealed": True}
+    ]
+    assert (root / "m" / "3" / MANIFEST_DIGEST).read_bytes() == covered
+    reader = ModelStore(root, verify_key=signing.load_public_key(public))
+    assert [reader.open_version("m", v).manifest.version for v in (1, 2)] == [1, 2]
+    assert run_cli("seal", "--model-root", root).stdout == ""  # nothing left to seal
