@@ -283,6 +283,13 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
     help="With --server: the gate also needs the primary metric to reach this fraction.",
 )
 @_opt(
+    "--replace-labels",
+    env="REPLACE_LABELS",
+    is_flag=True,
+    default=False,
+    help="With --server: allow a label set that differs from the serving version's (refused otherwise).",
+)
+@_opt(
     "--watch", env="WATCH", is_flag=True, default=False, help="With --server: follow the job until it ends."
 )
 @click.pass_context
@@ -304,6 +311,8 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     for remote_only in ("train_uri", "validation_uri", "quantization", "minimum_metric"):
         if options[remote_only] is not None:
             raise click.UsageError(f"--{remote_only.replace('_', '-')} needs --server")
+    if options["replace_labels"]:
+        raise click.UsageError("--replace-labels needs --server")
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
     from tuneserve.data import DataError
     from tuneserve.trainer.train import BaseModelError, TrainConfig
@@ -553,6 +562,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         promotion_tolerance=options["promotion_tolerance"],
         minimum_metric=options["minimum_metric"],
         multi_label=options["multi_label"],
+        replace_labels=options["replace_labels"],
     )
     if options["train_uri"] or options["validation_uri"]:
         if _given(ctx, "text_column"):

@@ -175,7 +175,7 @@ def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> i
 
     grpc = _grpc()
     bar = tqdm(total=0, unit="step", file=sys.stderr, dynamic_ncols=True, desc="queued")
-    last_stage = None
+    last_stage = last_message = None
     try:
         with conn.channel() as channel:
             stub = training_pb2_grpc.TrainingServiceStub(channel)
@@ -198,8 +198,9 @@ def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> i
                     if p.loss:
                         postfix["loss"] = f"{p.loss:.4f}"
                     bar.set_postfix(postfix, refresh=False)
-                    if event.message:
+                    if event.message and event.message != last_message:  # once per change
                         bar.write(f"[{stage}] {event.message}", file=sys.stderr)
+                        last_message = event.message
                 job = stub.GetTrainingJob(
                     training_pb2.GetTrainingJobRequest(job_id=job_id),
                     metadata=conn.metadata(),

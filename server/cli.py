@@ -65,6 +65,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--training-threads", "training.threads", click.IntRange(min=0)),
     ("--training-device", "training.device", click.Choice(["auto", "cpu", "cuda"])),
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
+    ("--minimum-metric", "training.minimum_metric", click.FloatRange(0, 1)),
     ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
     ("--read-tokens-file", "auth.read_tokens_file", _FILE),
     ("--auth-inference/--no-auth-inference", "auth.require_token_for_inference", bool),

@@ -142,6 +142,14 @@ def training_job(job: jobstore.JobRecord) -> training_pb2.TrainingJob:
         promoted=job.promoted,
         promotion_reason=job.promotion_reason,
         error=job.error,
+        epoch_metrics=[
+            training_pb2.EpochMetrics(
+                epoch=e["epoch"], step=e["step"], train_loss=e["train_loss"], metrics=e["metrics"]
+            )
+            for e in job.epoch_metrics
+        ],
+        best_epoch=job.best_epoch,
+        message=job.message,
     )
 
 

@@ -65,6 +65,8 @@ class Event:
 
     @classmethod
     def of(cls, job: JobRecord, message: str = "", progress_only: bool = False) -> Event:
+        """A snapshot of ``job``; a progress-only event carries only its own message (usually none), so
+        that a watcher sees each message once."""
         return cls(
             job.id,
             job.state,
@@ -74,7 +76,7 @@ class Event:
             job.epoch,
             job.loss,
             dict(job.new_metrics or job.metrics),
-            message or job.message,
+            message if progress_only else message or job.message,
             time.time(),
             progress_only,
         )
@@ -417,6 +419,8 @@ class JobRunner:
             job.epoch, job.loss = float(event["epoch"]), float(event["loss"])
             if event.get("metrics"):
                 job.metrics = {k: float(v) for k, v in event["metrics"].items()}
+                job.primary_metric = event.get("primary_metric") or job.primary_metric
+                _add_epoch(job, event)
             await self._publish(job, event.get("message", ""), progress_only=not event.get("metrics"))
         elif kind == "validated":
             job.new_metrics = {k: float(v) for k, v in event["metrics"].items()}
@@ -441,12 +445,10 @@ class JobRunner:
 
     async def _conclude(self, job: JobRecord, outcome: dict[str, Any], code: int, log_path: Path) -> None:
         if outcome.get("registered"):
-            promoted_text = ""
             if outcome.get("promote"):
                 try:
                     await self._promote(job.model, job.version)
                     job.promoted = True
-                    promoted_text = f"; version {job.version} serves"
                 except Exception as exc:  # the version stays registered; the old one keeps serving
                     log.exception("promotion failed", job=job.id, model=job.model, version=job.version)
                     job.promotion_reason += f"; promotion failed: {exc}"
@@ -454,7 +456,7 @@ class JobRunner:
                 await self._after_success(job.model, job.version)
             except Exception as exc:  # retention is housekeeping: the job still succeeded
                 log.warning("retention failed", model=job.model, error=str(exc))
-            await self._finish(job, "succeeded", f"succeeded: version {job.version}{promoted_text}")
+            await self._finish(job, "succeeded", _outcome(job))
             return
         if "cancelled" in outcome or (job.cancel_requested and code in (CANCELLED_EXIT, -9, -15)):
             state = "failed" if job.error else "cancelled"
@@ -534,6 +536,32 @@ class JobRunner:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(job.pid, signal.SIGKILL)
         self._clean(job)
+
+
+def _add_epoch(job: JobRecord, event: dict[str, Any]) -> None:
+    """Record an epoch's validation metrics and which epoch is the best so far (the first of equals, as
+    the trainer keeps it)."""
+    entry = {
+        "epoch": round(float(event["epoch"])),
+        "step": int(event["step"]),
+        "train_loss": float(event.get("loss") or 0.0),
+        "metrics": dict(job.metrics),
+    }
+    job.epoch_metrics = [e for e in job.epoch_metrics if e["epoch"] != entry["epoch"]] + [entry]
+    key = job.primary_metric
+    best = max(job.epoch_metrics, key=lambda e: e["metrics"].get(key, float("-inf")))
+    job.best_epoch = best["epoch"]
+
+
+def _outcome(job: JobRecord) -> str:
+    """The final message of a job that registered a version: whether it serves, and why."""
+    why = f" ({job.promotion_reason})" if job.promotion_reason else ""
+    if job.promoted:
+        return f"succeeded: version {job.version} serves{why}"
+    return (
+        f"succeeded: version {job.version} is registered, not served: {job.promotion_reason or 'the gate'}; "
+        f"promote it by hand with SetServingVersion (tuneserve models promote {job.model} {job.version})"
+    )
 
 
 def _signal_group(proc: asyncio.subprocess.Process | None, sig: int) -> None:

@@ -65,6 +65,9 @@ class JobRecord(BaseModel):
     epoch: float = 0.0
     loss: float = 0.0
     metrics: dict[str, float] = Field(default_factory=dict)  # latest validation metrics
+    # per epoch: {"epoch", "step", "train_loss", "metrics"}; best_epoch: the one kept (0: none yet)
+    epoch_metrics: list[dict[str, Any]] = Field(default_factory=list)
+    best_epoch: int = 0
     primary_metric: str = ""
     new_metrics: dict[str, float] = Field(default_factory=dict)
     baseline_metrics: dict[str, float] = Field(default_factory=dict)

@@ -115,6 +115,13 @@ class TrainingSettings(BaseModel):
         0.1, gt=0, lt=1, description="Share of the training data held out when a job sends no validation."
     )
     max_inline_examples: int = Field(100_000, ge=1, description="Most inline examples per dataset.")
+    minimum_metric: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Primary metric (a fraction) a new version must reach to serve, for Train requests that "
+        "set no minimum_metric; a first version below it is registered, not served [default: none].",
+    )
     keep_versions: int = Field(
         5,
         ge=0,

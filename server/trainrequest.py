@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 from tuneserve import data as datasets
 from tuneserve.pipeline.job import JobSpec
 from tuneserve.repository import ModelStore, StoreError, check_name
+from tuneserve.server import holdout
 from tuneserve.server.errors import InvalidInput, ModelNotFound
 from tuneserve.server.jobstore import JobRecord
 from tuneserve.server.settings import Settings
@@ -88,7 +88,9 @@ def prepare(
     quantize, int8_mode = _quantization(request.quantization, settings)
     if request.promotion_tolerance < 0 or request.promotion_tolerance != request.promotion_tolerance:
         raise InvalidInput(f"promotion_tolerance is {request.promotion_tolerance}: it must be >= 0")
-    minimum = request.minimum_metric if request.HasField("minimum_metric") else None
+    minimum = (
+        request.minimum_metric if request.HasField("minimum_metric") else settings.training.minimum_metric
+    )
     if minimum is not None and not 0 <= minimum <= 1:
         raise InvalidInput(f"minimum_metric is {minimum}: it is a fraction in [0, 1]")
     if request.promotion_policy not in training_pb2.PromotionPolicy.values():
@@ -107,6 +109,7 @@ def prepare(
     if not train:
         raise InvalidInput("training_data has no examples")
     labels = _labels(task, train, multi_label)
+    replaced = _check_label_set(name, existing, labels, request.replace_labels)
     if request.HasField("validation_data"):
         validation = _examples(
             request.validation_data, "validation_data", task, multi_label, columns, settings
@@ -114,7 +117,10 @@ def prepare(
         if not validation:
             raise InvalidInput("validation_data has no examples")
     else:
-        train, validation = _split(train, settings.training.validation_fraction, hyper["seed"])
+        try:
+            train, validation = holdout.split(train, settings.training.validation_fraction, hyper["seed"])
+        except holdout.NoHoldout as exc:
+            raise InvalidInput(str(exc)) from exc
     _check_validation(task, validation, labels)
 
     work.mkdir(parents=True, exist_ok=True)
@@ -136,6 +142,7 @@ def prepare(
             policy=policy,
             tolerance=float(request.promotion_tolerance),
             minimum_metric=minimum,
+            labels_replaced=replaced,
             device=settings.training.device,
         )
     except BaseException:
@@ -416,11 +423,29 @@ def _labels(task: str, train: list[Any], multi_label: bool) -> list[str]:
             raise InvalidInput("training_data has no entities: tag at least one token with B-<type>")
         return labels
     labels = datasets.label_set_classification(train)
-    if not multi_label and len(labels) < 2:
-        raise InvalidInput(
-            f"training_data has a single label ({labels[0]!r}); a classifier needs at least two"
-        )
+    if len(labels) < 2:
+        having = f"a single label ({labels[0]!r})" if labels else "no labels"
+        raise InvalidInput(f"training_data has {having}; a classifier needs at least two")
     return labels
+
+
+def _check_label_set(name: str, existing: Any, labels: list[str], replace: bool) -> bool:
+    """Whether ``labels`` replace the model's label set: INVALID_ARGUMENT if they differ unasked."""
+    if existing is None or set(labels) == set(existing.labels):
+        return False
+    if replace:
+        return True
+    new, old = set(labels), set(existing.labels)
+    changes = [
+        f"{what} {', '.join(repr(label) for label in sorted(diff)[:10])}"
+        for what, diff in (("new", new - old), ("missing", old - new))
+        if diff
+    ]
+    raise InvalidInput(
+        f"training_data's labels differ from those of model {name!r} version {existing.version} "
+        f"({'; '.join(changes)}); set replace_labels to train it on the new label set, or train a new "
+        "model name"
+    )
 
 
 def _check_validation(task: str, validation: list[Any], labels: list[str]) -> None:
@@ -428,16 +453,6 @@ def _check_validation(task: str, validation: list[Any], labels: list[str]) -> No
         datasets.check_validation_labels("validation_data", validation, labels)
     except datasets.DataError as exc:
         raise InvalidInput(str(exc)) from exc
-
-
-def _split(train: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    if len(train) < 2:
-        raise InvalidInput("training_data needs at least 2 examples to hold out validation data from")
-    order = list(range(len(train)))
-    random.Random(seed).shuffle(order)
-    n = min(len(train) - 1, max(1, round(len(train) * fraction)))
-    held = set(order[:n])
-    return [ex for i, ex in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
 
 
 def _write(path: Path, task: str, examples: list[Any], multi_label: bool) -> None:

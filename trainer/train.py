@@ -436,8 +436,18 @@ def _load_data(config: TrainConfig):
     else:
         labels = datasets.label_set_classification(train_set)
         multi_label = config.multi_label or any(len(ex.labels) != 1 for ex in train_set)
+    _check_label_count(config.task, config.train, labels)
     datasets.check_validation_labels(config.validation, valid_set, labels)
     return multi_label, labels, train_set, valid_set
+
+
+def _check_label_count(task: str, path: Path, labels: list[str]) -> None:
+    """A classifier needs two labels to tell apart, a tagger one entity type: DataError otherwise."""
+    if task == "ner" and len(labels) < 3:
+        raise datasets.DataError(path, "no entities: tag at least one token with B-<type>")
+    if task == "classification" and len(labels) < 2:
+        having = f"a single label ({labels[0]!r})" if labels else "no labels"
+        raise datasets.DataError(path, f"{having}; a classifier needs at least two")
 
 
 def _write_records(

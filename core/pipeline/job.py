@@ -47,6 +47,7 @@ class JobSpec(BaseModel):
     policy: str = "promote_if_better"  # or "register_only"
     tolerance: float = 0.0  # metric fraction
     minimum_metric: float | None = None
+    labels_replaced: bool = False  # the label set differs from the serving version's (replace_labels)
     threads: int = 1
     device: str = "auto"
 
@@ -104,12 +105,15 @@ def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
     baseline: dict[str, float] = {}
     if baseline_version is None:
         checks.append((True, "first version of the model"))
+    elif spec.labels_replaced:
+        checks.append((True, f"labels replaced: not compared with serving version {baseline_version}"))
     else:
         try:
             opened = store.open_version(spec.model, baseline_version)
             baseline = measure_version(opened, spec.validation, spec.threads)
         except (DataError, StoreError, KeyError) as exc:
-            why = f"serving version {baseline_version} cannot be measured on this validation data ({exc})"
+            cause = str(exc).replace(str(spec.validation), "validation_data")
+            why = f"serving version {baseline_version} cannot be measured on this validation data ({cause})"
             checks.append((False, why))
         else:
             old, tol = baseline[metric], spec.tolerance
@@ -123,7 +127,7 @@ def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
     if spec.policy == "register_only" and baseline_version is not None:
         promote, reason = False, f"policy REGISTER_ONLY (gate {'passed' if passed else 'failed'}: {reason})"
     return {
-        "baseline_version": baseline_version or 0,
+        "baseline_version": 0 if spec.labels_replaced else baseline_version or 0,
         "baseline_metrics": baseline,
         "passed": passed,
         "promote": promote,
@@ -150,8 +154,14 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
             seen_stages.add(name)
             events.send("stage", stage=name, message=message)
 
+    epochs = spec.hyperparameters.get("epochs")
+    of_epochs = f"/{epochs:g}" if isinstance(epochs, int | float) else ""
+
     def on_train_progress(p: Progress) -> None:
         if p.stage == "evaluating":
+            shown = ", ".join(
+                f"{k} {v:.4f}" for k, v in sorted(p.metrics.items(), key=lambda kv: kv[0] != metric)
+            )
             events.send(
                 "progress",
                 step=p.step,
@@ -159,7 +169,8 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
                 epoch=p.epoch,
                 loss=p.loss or 0.0,
                 metrics=p.metrics,
-                message=f"epoch {p.epoch:.0f} evaluated",
+                primary_metric=metric,
+                message=f"epoch {p.epoch:.0f}{of_epochs}: {shown}",
             )
         else:
             events.progress(p.step, p.total, p.epoch, p.loss)
@@ -177,7 +188,10 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
         **spec.hyperparameters,
     )
     result = train(config, on_progress=on_train_progress, should_cancel=stop)
-    stage("evaluating", f"best epoch {metric} {result.metrics.get(metric, 0):.4f} (PyTorch)")
+    best = max(result.history, key=lambda h: h.get(metric, float("-inf")), default={})
+    stage(
+        "evaluating", f"best epoch {best.get('epoch', 0):.0f}: {metric} {result.metrics.get(metric, 0):.4f}"
+    )
     stop.check()
 
     def on_export_progress(p: Progress) -> None:
@@ -246,14 +260,20 @@ def main(argv: list[str]) -> int:
         import traceback
 
         traceback.print_exc()
-        events.send("failed", error=_describe(exc))
+        events.send("failed", error=_describe(exc, spec_path.parent))
         return 1
     return 0
 
 
-def _describe(exc: BaseException) -> str:
-    """A one-paragraph error for the job record: the exception's own message, as users can act on it."""
+def _describe(exc: BaseException, work: Path) -> str:
+    """A one-paragraph error for the job record: the exception's own message, as users can act on it,
+    with the job's own files named as the request's fields (they are internal paths of the server)."""
     text = str(exc).strip() or type(exc).__name__
+    for name, field in (("train.jsonl", "training_data"), ("validation.jsonl", "validation_data")):
+        text = text.replace(str(work / name), field).replace(str(work.resolve() / name), field)
+    text = text.replace(str(work.resolve()), "the job's work folder").replace(
+        str(work), "the job's work folder"
+    )
     return text if len(text) < 2000 else text[:2000] + "…"
 
 

@@ -130,6 +130,42 @@ def test_single_label_and_bad_tags(trainer: ServerProcess, tiny_base: Path) -> N
     assert code == INVALID and "'X-PER'" in details
 
 
+def test_no_validation_data_is_held_out_stratified_or_refused(
+    trainer: ServerProcess, tiny_base: Path
+) -> None:
+    """One example per label leaves nothing to hold out without emptying a label: refused with the reason;
+    no internal file of the server is named."""
+    request = classification_request("fresh-model", tiny_base)
+    request.ClearField("validation_data")
+    del request.training_data.classification_examples.examples[2:]
+    request.training_data.classification_examples.examples[1].labels[0] = "other"
+    code, details = _train(trainer, request)
+    assert code == INVALID and "no validation data can be held out" in details, details
+    assert "'other': 1" in details and "validation.jsonl" not in details
+
+
+def test_multi_label_needs_two_labels(trainer: ServerProcess, tiny_base: Path) -> None:
+    request = classification_request("fresh-model", tiny_base, multi_label=True)
+    for ex in [*request.training_data.classification_examples.examples]:
+        ex.labels[:] = ["positive"]
+    code, details = _train(trainer, request)
+    assert code == INVALID and "single label ('positive')" in details and "at least two" in details
+
+
+def test_a_different_label_set_needs_replace_labels(trainer: ServerProcess, tiny_base: Path) -> None:
+    """tiny-sentiment knows positive and negative: a set with neutral and without negative is refused,
+    naming both differences."""
+    request = classification_request("tiny-sentiment", tiny_base)
+    request.ClearField("base_model")
+    for data in (request.training_data, request.validation_data):
+        for ex in data.classification_examples.examples:
+            if ex.labels[0] == "negative":
+                ex.labels[0] = "neutral"
+    code, details = _train(trainer, request)
+    assert code == INVALID and "replace_labels" in details, details
+    assert "new 'neutral'" in details and "missing 'negative'" in details
+
+
 def test_existing_model_keeps_its_task(trainer: ServerProcess, tiny_base: Path) -> None:
     request = classification_request("tiny-ner", tiny_base)
     code, details = _train(trainer, request)

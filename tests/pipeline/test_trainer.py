@@ -138,6 +138,34 @@ def test_cli_reports_data_errors_with_file_and_line(tiny_base: Path, tmp_path: P
     assert f"{bad}:3:" in result.stderr and "neutral" in result.stderr
 
 
+def test_cli_refuses_a_single_label_before_training(tiny_base: Path, tmp_path: Path) -> None:
+    """One label would 'reach accuracy 1.0' by predicting it: refused, with the file, before any training."""
+    one = tmp_path / "one.tsv"
+    one.write_text("text\tlabel\ngood\tpositive\nfine\tpositive\n")
+    tagged = tmp_path / "untagged.jsonl"
+    tagged.write_text('{"tokens": ["no", "entities"], "tags": ["O", "O"]}\n')
+    for task, data, needle in (
+        ("classification", one, "a single label ('positive')"),
+        ("ner", tagged, "no entities"),
+    ):
+        result = run_cli(
+            "train",
+            "--task",
+            task,
+            "--train",
+            data,
+            "--validation",
+            data,
+            "--output",
+            tmp_path / task,
+            "--base",
+            tiny_base,
+            check=False,
+        )
+        assert result.returncode != 0 and f"{data}: {needle}" in result.stderr, result.stderr
+        assert not (tmp_path / task / "model.safetensors").exists()
+
+
 def test_cli_flags_read_environment(tiny_base: Path, tmp_path: Path) -> None:
     import os
     import subprocess

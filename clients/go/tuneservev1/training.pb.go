@@ -259,7 +259,8 @@ type TrainRequest struct {
 	// Default 0: the new version must be at least as good. Must be >= 0.
 	PromotionTolerance float32 `protobuf:"fixed32,9,opt,name=promotion_tolerance,json=promotionTolerance,proto3" json:"promotion_tolerance,omitempty"`
 	// If set, the gate also requires the new version's primary metric to be at least this value (a fraction
-	// in [0, 1]); applies even when there is no serving version to compare with.
+	// in [0, 1]); applies even when there is no serving version to compare with: a model's first version
+	// that misses it is registered but not served. Unset: the server's default (--minimum-metric), if any.
 	MinimumMetric *float32 `protobuf:"fixed32,10,opt,name=minimum_metric,json=minimumMetric,proto3,oneof" json:"minimum_metric,omitempty"`
 	// TASK_CLASSIFICATION only: each example may have any number of labels (independent sigmoid outputs)
 	// instead of exactly one (softmax). Default false. Must be false for TASK_TOKEN_CLASSIFICATION, and must
@@ -271,7 +272,13 @@ type TrainRequest struct {
 	// For `uri` datasets: the column (CSV) or key (JSON Lines) that holds the targets. Default "label" for
 	// classification (a string, or a list of strings for multi_label), "tags" for token classification.
 	// Ignored for inline examples.
-	LabelColumn   *string `protobuf:"bytes,13,opt,name=label_column,json=labelColumn,proto3,oneof" json:"label_column,omitempty"`
+	LabelColumn *string `protobuf:"bytes,13,opt,name=label_column,json=labelColumn,proto3,oneof" json:"label_column,omitempty"`
+	// Whether the training data's label set may differ from the labels of the model's serving version.
+	// Default false: a different label set (a label added, removed or renamed) is INVALID_ARGUMENT, naming
+	// the differences. When true and the labels differ, the gate does not compare the new version with the
+	// serving version (their labels are not comparable): it is promoted under the policy if it meets
+	// `minimum_metric`.
+	ReplaceLabels bool `protobuf:"varint,14,opt,name=replace_labels,json=replaceLabels,proto3" json:"replace_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +402,13 @@ func (x *TrainRequest) GetLabelColumn() string {
 		return *x.LabelColumn
 	}
 	return ""
+}
+
+func (x *TrainRequest) GetReplaceLabels() bool {
+	if x != nil {
+		return x.ReplaceLabels
+	}
+	return false
 }
 
 // TrainResponse returns the job that Train queued.
@@ -1009,7 +1023,17 @@ type TrainingJob struct {
 	// "policy REGISTER_ONLY". Empty until TRAINING_STAGE_GATING has finished.
 	PromotionReason string `protobuf:"bytes,17,opt,name=promotion_reason,json=promotionReason,proto3" json:"promotion_reason,omitempty"`
 	// For JOB_STATE_FAILED: what went wrong and, where possible, what to change. Empty otherwise.
-	Error         string `protobuf:"bytes,18,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,18,opt,name=error,proto3" json:"error,omitempty"`
+	// The validation metrics of the fine-tuned PyTorch model after each epoch, in order. Empty until the
+	// first epoch has been evaluated.
+	EpochMetrics []*EpochMetrics `protobuf:"bytes,19,rep,name=epoch_metrics,json=epochMetrics,proto3" json:"epoch_metrics,omitempty"`
+	// The epoch whose weights were kept (the best primary metric in `epoch_metrics`); 0 until the first
+	// evaluation.
+	BestEpoch int32 `protobuf:"varint,20,opt,name=best_epoch,json=bestEpoch,proto3" json:"best_epoch,omitempty"`
+	// What the job did last, in words; for a finished job its outcome, e.g. "succeeded: version 2 serves
+	// (accuracy 0.9412 >= baseline 0.9118 - tolerance 0.0000)" or "succeeded: version 1 is registered, not
+	// served: accuracy 0.8100 < minimum 0.9000".
+	Message       string `protobuf:"bytes,21,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1170,6 +1194,100 @@ func (x *TrainingJob) GetError() string {
 	return ""
 }
 
+func (x *TrainingJob) GetEpochMetrics() []*EpochMetrics {
+	if x != nil {
+		return x.EpochMetrics
+	}
+	return nil
+}
+
+func (x *TrainingJob) GetBestEpoch() int32 {
+	if x != nil {
+		return x.BestEpoch
+	}
+	return 0
+}
+
+func (x *TrainingJob) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// EpochMetrics are the validation metrics after one epoch of fine-tuning.
+type EpochMetrics struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The epoch, from 1.
+	Epoch int32 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Optimizer steps completed at the end of the epoch.
+	Step int64 `protobuf:"varint,2,opt,name=step,proto3" json:"step,omitempty"`
+	// Training loss of the last logging interval of the epoch.
+	TrainLoss float64 `protobuf:"fixed64,3,opt,name=train_loss,json=trainLoss,proto3" json:"train_loss,omitempty"`
+	// Validation metrics, fractions in [0, 1], with the same keys as TrainingJob.new_metrics.
+	Metrics       map[string]float64 `protobuf:"bytes,4,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EpochMetrics) Reset() {
+	*x = EpochMetrics{}
+	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EpochMetrics) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EpochMetrics) ProtoMessage() {}
+
+func (x *EpochMetrics) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EpochMetrics.ProtoReflect.Descriptor instead.
+func (*EpochMetrics) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EpochMetrics) GetEpoch() int32 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *EpochMetrics) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *EpochMetrics) GetTrainLoss() float64 {
+	if x != nil {
+		return x.TrainLoss
+	}
+	return 0
+}
+
+func (x *EpochMetrics) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 // GetTrainingJobRequest names a job.
 type GetTrainingJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1181,7 +1299,7 @@ type GetTrainingJobRequest struct {
 
 func (x *GetTrainingJobRequest) Reset() {
 	*x = GetTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1193,7 +1311,7 @@ func (x *GetTrainingJobRequest) String() string {
 func (*GetTrainingJobRequest) ProtoMessage() {}
 
 func (x *GetTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1206,7 +1324,7 @@ func (x *GetTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*GetTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{10}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTrainingJobRequest) GetJobId() string {
@@ -1227,7 +1345,7 @@ type GetTrainingJobResponse struct {
 
 func (x *GetTrainingJobResponse) Reset() {
 	*x = GetTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1357,7 @@ func (x *GetTrainingJobResponse) String() string {
 func (*GetTrainingJobResponse) ProtoMessage() {}
 
 func (x *GetTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1370,7 @@ func (x *GetTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*GetTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{11}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTrainingJobResponse) GetJob() *TrainingJob {
@@ -1281,7 +1399,7 @@ type ListTrainingJobsRequest struct {
 
 func (x *ListTrainingJobsRequest) Reset() {
 	*x = ListTrainingJobsRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1411,7 @@ func (x *ListTrainingJobsRequest) String() string {
 func (*ListTrainingJobsRequest) ProtoMessage() {}
 
 func (x *ListTrainingJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1424,7 @@ func (x *ListTrainingJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListTrainingJobsRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{12}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListTrainingJobsRequest) GetModel() string {
@@ -1350,7 +1468,7 @@ type ListTrainingJobsResponse struct {
 
 func (x *ListTrainingJobsResponse) Reset() {
 	*x = ListTrainingJobsResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1480,7 @@ func (x *ListTrainingJobsResponse) String() string {
 func (*ListTrainingJobsResponse) ProtoMessage() {}
 
 func (x *ListTrainingJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1493,7 @@ func (x *ListTrainingJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListTrainingJobsResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{13}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListTrainingJobsResponse) GetJobs() []*TrainingJob {
@@ -1403,7 +1521,7 @@ type CancelTrainingJobRequest struct {
 
 func (x *CancelTrainingJobRequest) Reset() {
 	*x = CancelTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1533,7 @@ func (x *CancelTrainingJobRequest) String() string {
 func (*CancelTrainingJobRequest) ProtoMessage() {}
 
 func (x *CancelTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1546,7 @@ func (x *CancelTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{14}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CancelTrainingJobRequest) GetJobId() string {
@@ -1450,7 +1568,7 @@ type CancelTrainingJobResponse struct {
 
 func (x *CancelTrainingJobResponse) Reset() {
 	*x = CancelTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1462,7 +1580,7 @@ func (x *CancelTrainingJobResponse) String() string {
 func (*CancelTrainingJobResponse) ProtoMessage() {}
 
 func (x *CancelTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1475,7 +1593,7 @@ func (x *CancelTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{15}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelTrainingJobResponse) GetJob() *TrainingJob {
@@ -1496,7 +1614,7 @@ type WatchTrainingJobRequest struct {
 
 func (x *WatchTrainingJobRequest) Reset() {
 	*x = WatchTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1508,7 +1626,7 @@ func (x *WatchTrainingJobRequest) String() string {
 func (*WatchTrainingJobRequest) ProtoMessage() {}
 
 func (x *WatchTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1521,7 +1639,7 @@ func (x *WatchTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{16}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WatchTrainingJobRequest) GetJobId() string {
@@ -1542,7 +1660,7 @@ type WatchTrainingJobResponse struct {
 
 func (x *WatchTrainingJobResponse) Reset() {
 	*x = WatchTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1672,7 @@ func (x *WatchTrainingJobResponse) String() string {
 func (*WatchTrainingJobResponse) ProtoMessage() {}
 
 func (x *WatchTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1685,7 @@ func (x *WatchTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{17}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchTrainingJobResponse) GetEvent() *TrainingEvent {
@@ -1601,7 +1719,7 @@ type TrainingEvent struct {
 
 func (x *TrainingEvent) Reset() {
 	*x = TrainingEvent{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1731,7 @@ func (x *TrainingEvent) String() string {
 func (*TrainingEvent) ProtoMessage() {}
 
 func (x *TrainingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1744,7 @@ func (x *TrainingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingEvent.ProtoReflect.Descriptor instead.
 func (*TrainingEvent) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{18}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TrainingEvent) GetJobId() string {
@@ -1682,7 +1800,7 @@ var File_tuneserve_v1_training_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\n" +
-	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xba\x05\n" +
+	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xe1\x05\n" +
 	"\fTrainRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x1d\n" +
@@ -1700,7 +1818,8 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"multiLabel\x12$\n" +
 	"\vtext_column\x18\f \x01(\tH\x01R\n" +
 	"textColumn\x88\x01\x01\x12&\n" +
-	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01B\x11\n" +
+	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01\x12%\n" +
+	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabelsB\x11\n" +
 	"\x0f_minimum_metricB\x0e\n" +
 	"\f_text_columnB\x0f\n" +
 	"\r_label_column\"<\n" +
@@ -1750,7 +1869,7 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\vtotal_steps\x18\x02 \x01(\x03R\n" +
 	"totalSteps\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x01R\x05epoch\x12\x12\n" +
-	"\x04loss\x18\x04 \x01(\x01R\x04loss\"\xbd\a\n" +
+	"\x04loss\x18\x04 \x01(\x01R\x04loss\"\xb7\b\n" +
 	"\vTrainingJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12&\n" +
@@ -1775,11 +1894,24 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\x10baseline_version\x18\x0f \x01(\x03R\x0fbaselineVersion\x12\x1a\n" +
 	"\bpromoted\x18\x10 \x01(\bR\bpromoted\x12)\n" +
 	"\x10promotion_reason\x18\x11 \x01(\tR\x0fpromotionReason\x12\x14\n" +
-	"\x05error\x18\x12 \x01(\tR\x05error\x1a=\n" +
+	"\x05error\x18\x12 \x01(\tR\x05error\x12?\n" +
+	"\repoch_metrics\x18\x13 \x03(\v2\x1a.tuneserve.v1.EpochMetricsR\fepochMetrics\x12\x1d\n" +
+	"\n" +
+	"best_epoch\x18\x14 \x01(\x05R\tbestEpoch\x12\x18\n" +
+	"\amessage\x18\x15 \x01(\tR\amessage\x1a=\n" +
 	"\x0fNewMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aB\n" +
 	"\x14BaselineMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xd6\x01\n" +
+	"\fEpochMetrics\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x05R\x05epoch\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\x03R\x04step\x12\x1d\n" +
+	"\n" +
+	"train_loss\x18\x03 \x01(\x01R\ttrainLoss\x12A\n" +
+	"\ametrics\x18\x04 \x03(\v2'.tuneserve.v1.EpochMetrics.MetricsEntryR\ametrics\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\".\n" +
 	"\x15GetTrainingJobRequest\x12\x15\n" +
@@ -1856,7 +1988,7 @@ func file_tuneserve_v1_training_proto_rawDescGZIP() []byte {
 }
 
 var file_tuneserve_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tuneserve_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_tuneserve_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_tuneserve_v1_training_proto_goTypes = []any{
 	(PromotionPolicy)(0),              // 0: tuneserve.v1.PromotionPolicy
 	(JobState)(0),                     // 1: tuneserve.v1.JobState
@@ -1871,68 +2003,72 @@ var file_tuneserve_v1_training_proto_goTypes = []any{
 	(*Hyperparameters)(nil),           // 10: tuneserve.v1.Hyperparameters
 	(*TrainingProgress)(nil),          // 11: tuneserve.v1.TrainingProgress
 	(*TrainingJob)(nil),               // 12: tuneserve.v1.TrainingJob
-	(*GetTrainingJobRequest)(nil),     // 13: tuneserve.v1.GetTrainingJobRequest
-	(*GetTrainingJobResponse)(nil),    // 14: tuneserve.v1.GetTrainingJobResponse
-	(*ListTrainingJobsRequest)(nil),   // 15: tuneserve.v1.ListTrainingJobsRequest
-	(*ListTrainingJobsResponse)(nil),  // 16: tuneserve.v1.ListTrainingJobsResponse
-	(*CancelTrainingJobRequest)(nil),  // 17: tuneserve.v1.CancelTrainingJobRequest
-	(*CancelTrainingJobResponse)(nil), // 18: tuneserve.v1.CancelTrainingJobResponse
-	(*WatchTrainingJobRequest)(nil),   // 19: tuneserve.v1.WatchTrainingJobRequest
-	(*WatchTrainingJobResponse)(nil),  // 20: tuneserve.v1.WatchTrainingJobResponse
-	(*TrainingEvent)(nil),             // 21: tuneserve.v1.TrainingEvent
-	nil,                               // 22: tuneserve.v1.TrainingJob.NewMetricsEntry
-	nil,                               // 23: tuneserve.v1.TrainingJob.BaselineMetricsEntry
-	nil,                               // 24: tuneserve.v1.TrainingEvent.MetricsEntry
-	(Task)(0),                         // 25: tuneserve.v1.Task
-	(Quantization)(0),                 // 26: tuneserve.v1.Quantization
-	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
+	(*EpochMetrics)(nil),              // 13: tuneserve.v1.EpochMetrics
+	(*GetTrainingJobRequest)(nil),     // 14: tuneserve.v1.GetTrainingJobRequest
+	(*GetTrainingJobResponse)(nil),    // 15: tuneserve.v1.GetTrainingJobResponse
+	(*ListTrainingJobsRequest)(nil),   // 16: tuneserve.v1.ListTrainingJobsRequest
+	(*ListTrainingJobsResponse)(nil),  // 17: tuneserve.v1.ListTrainingJobsResponse
+	(*CancelTrainingJobRequest)(nil),  // 18: tuneserve.v1.CancelTrainingJobRequest
+	(*CancelTrainingJobResponse)(nil), // 19: tuneserve.v1.CancelTrainingJobResponse
+	(*WatchTrainingJobRequest)(nil),   // 20: tuneserve.v1.WatchTrainingJobRequest
+	(*WatchTrainingJobResponse)(nil),  // 21: tuneserve.v1.WatchTrainingJobResponse
+	(*TrainingEvent)(nil),             // 22: tuneserve.v1.TrainingEvent
+	nil,                               // 23: tuneserve.v1.TrainingJob.NewMetricsEntry
+	nil,                               // 24: tuneserve.v1.TrainingJob.BaselineMetricsEntry
+	nil,                               // 25: tuneserve.v1.EpochMetrics.MetricsEntry
+	nil,                               // 26: tuneserve.v1.TrainingEvent.MetricsEntry
+	(Task)(0),                         // 27: tuneserve.v1.Task
+	(Quantization)(0),                 // 28: tuneserve.v1.Quantization
+	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
 }
 var file_tuneserve_v1_training_proto_depIdxs = []int32{
-	25, // 0: tuneserve.v1.TrainRequest.task:type_name -> tuneserve.v1.Task
+	27, // 0: tuneserve.v1.TrainRequest.task:type_name -> tuneserve.v1.Task
 	5,  // 1: tuneserve.v1.TrainRequest.training_data:type_name -> tuneserve.v1.Dataset
 	5,  // 2: tuneserve.v1.TrainRequest.validation_data:type_name -> tuneserve.v1.Dataset
 	10, // 3: tuneserve.v1.TrainRequest.hyperparameters:type_name -> tuneserve.v1.Hyperparameters
-	26, // 4: tuneserve.v1.TrainRequest.quantization:type_name -> tuneserve.v1.Quantization
+	28, // 4: tuneserve.v1.TrainRequest.quantization:type_name -> tuneserve.v1.Quantization
 	0,  // 5: tuneserve.v1.TrainRequest.promotion_policy:type_name -> tuneserve.v1.PromotionPolicy
 	12, // 6: tuneserve.v1.TrainResponse.job:type_name -> tuneserve.v1.TrainingJob
 	6,  // 7: tuneserve.v1.Dataset.classification_examples:type_name -> tuneserve.v1.ClassificationExamples
 	8,  // 8: tuneserve.v1.Dataset.token_examples:type_name -> tuneserve.v1.TokenExamples
 	7,  // 9: tuneserve.v1.ClassificationExamples.examples:type_name -> tuneserve.v1.ClassificationExample
 	9,  // 10: tuneserve.v1.TokenExamples.examples:type_name -> tuneserve.v1.TokenExample
-	25, // 11: tuneserve.v1.TrainingJob.task:type_name -> tuneserve.v1.Task
+	27, // 11: tuneserve.v1.TrainingJob.task:type_name -> tuneserve.v1.Task
 	1,  // 12: tuneserve.v1.TrainingJob.state:type_name -> tuneserve.v1.JobState
 	2,  // 13: tuneserve.v1.TrainingJob.stage:type_name -> tuneserve.v1.TrainingStage
-	27, // 14: tuneserve.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
-	27, // 15: tuneserve.v1.TrainingJob.started_at:type_name -> google.protobuf.Timestamp
-	27, // 16: tuneserve.v1.TrainingJob.finished_at:type_name -> google.protobuf.Timestamp
+	29, // 14: tuneserve.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
+	29, // 15: tuneserve.v1.TrainingJob.started_at:type_name -> google.protobuf.Timestamp
+	29, // 16: tuneserve.v1.TrainingJob.finished_at:type_name -> google.protobuf.Timestamp
 	11, // 17: tuneserve.v1.TrainingJob.progress:type_name -> tuneserve.v1.TrainingProgress
-	22, // 18: tuneserve.v1.TrainingJob.new_metrics:type_name -> tuneserve.v1.TrainingJob.NewMetricsEntry
-	23, // 19: tuneserve.v1.TrainingJob.baseline_metrics:type_name -> tuneserve.v1.TrainingJob.BaselineMetricsEntry
-	12, // 20: tuneserve.v1.GetTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
-	1,  // 21: tuneserve.v1.ListTrainingJobsRequest.state:type_name -> tuneserve.v1.JobState
-	12, // 22: tuneserve.v1.ListTrainingJobsResponse.jobs:type_name -> tuneserve.v1.TrainingJob
-	12, // 23: tuneserve.v1.CancelTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
-	21, // 24: tuneserve.v1.WatchTrainingJobResponse.event:type_name -> tuneserve.v1.TrainingEvent
-	1,  // 25: tuneserve.v1.TrainingEvent.state:type_name -> tuneserve.v1.JobState
-	2,  // 26: tuneserve.v1.TrainingEvent.stage:type_name -> tuneserve.v1.TrainingStage
-	11, // 27: tuneserve.v1.TrainingEvent.progress:type_name -> tuneserve.v1.TrainingProgress
-	24, // 28: tuneserve.v1.TrainingEvent.metrics:type_name -> tuneserve.v1.TrainingEvent.MetricsEntry
-	27, // 29: tuneserve.v1.TrainingEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 30: tuneserve.v1.TrainingService.Train:input_type -> tuneserve.v1.TrainRequest
-	13, // 31: tuneserve.v1.TrainingService.GetTrainingJob:input_type -> tuneserve.v1.GetTrainingJobRequest
-	15, // 32: tuneserve.v1.TrainingService.ListTrainingJobs:input_type -> tuneserve.v1.ListTrainingJobsRequest
-	17, // 33: tuneserve.v1.TrainingService.CancelTrainingJob:input_type -> tuneserve.v1.CancelTrainingJobRequest
-	19, // 34: tuneserve.v1.TrainingService.WatchTrainingJob:input_type -> tuneserve.v1.WatchTrainingJobRequest
-	4,  // 35: tuneserve.v1.TrainingService.Train:output_type -> tuneserve.v1.TrainResponse
-	14, // 36: tuneserve.v1.TrainingService.GetTrainingJob:output_type -> tuneserve.v1.GetTrainingJobResponse
-	16, // 37: tuneserve.v1.TrainingService.ListTrainingJobs:output_type -> tuneserve.v1.ListTrainingJobsResponse
-	18, // 38: tuneserve.v1.TrainingService.CancelTrainingJob:output_type -> tuneserve.v1.CancelTrainingJobResponse
-	20, // 39: tuneserve.v1.TrainingService.WatchTrainingJob:output_type -> tuneserve.v1.WatchTrainingJobResponse
-	35, // [35:40] is the sub-list for method output_type
-	30, // [30:35] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	23, // 18: tuneserve.v1.TrainingJob.new_metrics:type_name -> tuneserve.v1.TrainingJob.NewMetricsEntry
+	24, // 19: tuneserve.v1.TrainingJob.baseline_metrics:type_name -> tuneserve.v1.TrainingJob.BaselineMetricsEntry
+	13, // 20: tuneserve.v1.TrainingJob.epoch_metrics:type_name -> tuneserve.v1.EpochMetrics
+	25, // 21: tuneserve.v1.EpochMetrics.metrics:type_name -> tuneserve.v1.EpochMetrics.MetricsEntry
+	12, // 22: tuneserve.v1.GetTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
+	1,  // 23: tuneserve.v1.ListTrainingJobsRequest.state:type_name -> tuneserve.v1.JobState
+	12, // 24: tuneserve.v1.ListTrainingJobsResponse.jobs:type_name -> tuneserve.v1.TrainingJob
+	12, // 25: tuneserve.v1.CancelTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
+	22, // 26: tuneserve.v1.WatchTrainingJobResponse.event:type_name -> tuneserve.v1.TrainingEvent
+	1,  // 27: tuneserve.v1.TrainingEvent.state:type_name -> tuneserve.v1.JobState
+	2,  // 28: tuneserve.v1.TrainingEvent.stage:type_name -> tuneserve.v1.TrainingStage
+	11, // 29: tuneserve.v1.TrainingEvent.progress:type_name -> tuneserve.v1.TrainingProgress
+	26, // 30: tuneserve.v1.TrainingEvent.metrics:type_name -> tuneserve.v1.TrainingEvent.MetricsEntry
+	29, // 31: tuneserve.v1.TrainingEvent.time:type_name -> google.protobuf.Timestamp
+	3,  // 32: tuneserve.v1.TrainingService.Train:input_type -> tuneserve.v1.TrainRequest
+	14, // 33: tuneserve.v1.TrainingService.GetTrainingJob:input_type -> tuneserve.v1.GetTrainingJobRequest
+	16, // 34: tuneserve.v1.TrainingService.ListTrainingJobs:input_type -> tuneserve.v1.ListTrainingJobsRequest
+	18, // 35: tuneserve.v1.TrainingService.CancelTrainingJob:input_type -> tuneserve.v1.CancelTrainingJobRequest
+	20, // 36: tuneserve.v1.TrainingService.WatchTrainingJob:input_type -> tuneserve.v1.WatchTrainingJobRequest
+	4,  // 37: tuneserve.v1.TrainingService.Train:output_type -> tuneserve.v1.TrainResponse
+	15, // 38: tuneserve.v1.TrainingService.GetTrainingJob:output_type -> tuneserve.v1.GetTrainingJobResponse
+	17, // 39: tuneserve.v1.TrainingService.ListTrainingJobs:output_type -> tuneserve.v1.ListTrainingJobsResponse
+	19, // 40: tuneserve.v1.TrainingService.CancelTrainingJob:output_type -> tuneserve.v1.CancelTrainingJobResponse
+	21, // 41: tuneserve.v1.TrainingService.WatchTrainingJob:output_type -> tuneserve.v1.WatchTrainingJobResponse
+	37, // [37:42] is the sub-list for method output_type
+	32, // [32:37] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_tuneserve_v1_training_proto_init() }
@@ -1954,7 +2090,7 @@ func file_tuneserve_v1_training_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tuneserve_v1_training_proto_rawDesc), len(file_tuneserve_v1_training_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -57,7 +57,7 @@ TRAINING_STAGE_GATING: TrainingStage
 TRAINING_STAGE_PROMOTING: TrainingStage
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column")
+    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class TrainRequest(_message.Message):
     MULTI_LABEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_LABELS_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: _common_pb2.Task
     base_model: str
@@ -84,7 +85,8 @@ class TrainRequest(_message.Message):
     multi_label: bool
     text_column: str
     label_column: str
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ...) -> None: ...
+    replace_labels: bool
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("job",)
@@ -167,7 +169,7 @@ class TrainingProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("id", "model", "task", "base_model", "version", "state", "stage", "created_at", "started_at", "finished_at", "progress", "primary_metric", "new_metrics", "baseline_metrics", "baseline_version", "promoted", "promotion_reason", "error")
+    __slots__ = ("id", "model", "task", "base_model", "version", "state", "stage", "created_at", "started_at", "finished_at", "progress", "primary_metric", "new_metrics", "baseline_metrics", "baseline_version", "promoted", "promotion_reason", "error", "epoch_metrics", "best_epoch", "message")
     class NewMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +202,9 @@ class TrainingJob(_message.Message):
     PROMOTED_FIELD_NUMBER: _ClassVar[int]
     PROMOTION_REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_METRICS_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     task: _common_pb2.Task
@@ -218,7 +223,29 @@ class TrainingJob(_message.Message):
     promoted: bool
     promotion_reason: str
     error: str
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., primary_metric: _Optional[str] = ..., new_metrics: _Optional[_Mapping[str, float]] = ..., baseline_metrics: _Optional[_Mapping[str, float]] = ..., baseline_version: _Optional[int] = ..., promoted: _Optional[bool] = ..., promotion_reason: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    epoch_metrics: _containers.RepeatedCompositeFieldContainer[EpochMetrics]
+    best_epoch: int
+    message: str
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., primary_metric: _Optional[str] = ..., new_metrics: _Optional[_Mapping[str, float]] = ..., baseline_metrics: _Optional[_Mapping[str, float]] = ..., baseline_version: _Optional[int] = ..., promoted: _Optional[bool] = ..., promotion_reason: _Optional[str] = ..., error: _Optional[str] = ..., epoch_metrics: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., best_epoch: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class EpochMetrics(_message.Message):
+    __slots__ = ("epoch", "step", "train_loss", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    step: int
+    train_loss: float
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, epoch: _Optional[int] = ..., step: _Optional[int] = ..., train_loss: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
