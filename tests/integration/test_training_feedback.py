@@ -108,7 +108,7 @@ def _readme_train_json() -> str:
     """The -d payload of the README's grpcurl Train example."""
     text = README.read_text()
     found = re.search(
-        r"grpcurl -plaintext -d '(\{.*?\})' localhost:50051 tuneserve\.v1\.TrainingService/Train", text, re.S
+        r"grpcurl -plaintext -d '([^']*)' localhost:50051 tuneserve\.v1\.TrainingService/Train\b", text
     )
     assert found, "the README has a grpcurl Train example"
     return found.group(1)
