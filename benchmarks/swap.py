@@ -119,7 +119,7 @@ def run(channel: grpc.Channel, kind: str, swaps: int, rng: random.Random) -> dic
         "failed_examples": callers.examples,
         "serving_version_reported": model.serving_version,
         "versions_listed": [v.version for v in model.versions],
-        "call_after_answers_version": after.model_version,
+        "call_after_answers_version": after.version,
     }
 
 
