@@ -78,6 +78,15 @@ def _verify_key(settings: Settings) -> Any:
         raise ConfigError(f"--verify-key: {exc}") from exc
 
 
+def _check_training_signing_key(settings: Settings) -> None:
+    """A bad ``--training-signing-key`` stops start-up rather than failing every job at its end."""
+    if settings.training.enabled and settings.training.signing_key is not None:
+        try:
+            signing.load_private_key(settings.training.signing_key)
+        except signing.SigningError as exc:
+            raise ConfigError(f"--training-signing-key: {exc}") from exc
+
+
 class App:
     """One server process: build with settings, then ``await run()``."""
 
@@ -85,6 +94,7 @@ class App:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
         self.store = ModelStore(settings.model_root, verify_key=_verify_key(settings))
+        _check_training_signing_key(settings)
         self.models = ModelRegistry(self.store, settings, self.metrics)
         self.traffic = Traffic()
         self.health = health.aio.HealthServicer()

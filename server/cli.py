@@ -66,6 +66,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--training-device", "training.device", click.Choice(["auto", "cpu", "cuda"])),
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
     ("--minimum-metric", "training.minimum_metric", click.FloatRange(0, 1)),
+    ("--training-signing-key", "training.signing_key", _FILE),
     ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
     ("--read-tokens-file", "auth.read_tokens_file", _FILE),
     ("--auth-inference/--no-auth-inference", "auth.require_token_for_inference", bool),

@@ -133,6 +133,11 @@ class TrainingSettings(BaseModel):
     cancel_grace_s: float = Field(
         10.0, ge=0, description="How long a cancelled job may take to stop before it is killed."
     )
+    signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that jobs sign the versions they publish with, so servers run "
+        "with --verify-key serve them.",
+    )
     defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
 
 

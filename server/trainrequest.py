@@ -144,6 +144,7 @@ def prepare(
             minimum_metric=minimum,
             labels_replaced=replaced,
             device=settings.training.device,
+            signing_key=settings.training.signing_key,
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -50,6 +50,7 @@ class JobSpec(BaseModel):
     labels_replaced: bool = False  # the label set differs from the serving version's (replace_labels)
     threads: int = 1
     device: str = "auto"
+    signing_key: Path | None = None  # Ed25519 private key (PEM) the new version is signed with
 
 
 class _Events:
@@ -220,6 +221,7 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
             serve_if_first=False,
             staging_tag=f"job-{spec.job_id}",
             threads=max(1, spec.threads),
+            signing_key=spec.signing_key,
         ),
         on_progress=on_export_progress,
         before_publish=before_publish,

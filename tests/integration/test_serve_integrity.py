@@ -19,9 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tuneserve.cpu import is_arm64
 from tuneserve.repository import STALE_STAGING_S, Manifest, ModelStore
-from tuneserve.v1 import inference_pb2, model_pb2
+from tuneserve.v1 import inference_pb2, model_pb2, training_pb2
 
 from .live import ServerProcess, start_failure
+from .training import classification_request, wait_job
 
 
 def _republish(
@@ -100,6 +101,31 @@ def test_a_server_with_a_verify_key_serves_only_signed_versions(
         with pytest.raises(grpc.RpcError) as info:
             _classify(proc, "unsigned")
         assert "is not signed" in info.value.details()
+        assert _classify(proc, "signed")
+    finally:
+        assert proc.stop() == 0
+
+
+def test_versions_trained_by_a_server_with_a_training_signing_key_serve_under_its_verify_key(
+    sentiment_version: Path, tiny_base: Path, tmp_path: Path
+) -> None:
+    key, public = _key_files(tmp_path)
+    private = tmp_path / "sign.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    root = tmp_path / "models"
+    _republish(sentiment_version, root, "signed", key=key)
+    env = {"TUNESERVE_VERIFY_KEY": str(public), "TUNESERVE_TRAINING__SIGNING_KEY": str(private)}
+    proc = ServerProcess(root, env=env)
+    try:
+        request = classification_request("signed", tiny_base, epochs=1)
+        job = wait_job(proc, proc.training.Train(request).job.id)
+        assert job.state == training_pb2.JOB_STATE_SUCCEEDED, job.error
+        assert (root / "signed" / str(job.version) / "manifest.sig").is_file()
+        proc.models.SetServingVersion(model_pb2.SetServingVersionRequest(name="signed", version=job.version))
         assert _classify(proc, "signed")
     finally:
         assert proc.stop() == 0
