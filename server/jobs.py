@@ -480,14 +480,16 @@ class JobRunner:
         """End a job this runner owns; nothing happens if its stored state is not one of ``from_states``."""
         # Clean up before the record says it ended: whoever sees a finished job finds nothing left behind.
         await asyncio.to_thread(self._clean, job)
-        job.state = state  # type: ignore[assignment]
-        job.finished_at = time.time()
+        ended = {"state": state, "finished_at": time.time(), "message": message}
         if state != "succeeded":
-            job.version = 0
-        job.message = message
-        if not await asyncio.to_thread(self.jobs.transition, job, from_states):
+            ended["version"] = 0
+        # The live record (which GetTrainingJob answers from) changes only once the store has: a caller who
+        # sees the job ended can train its model again at once.
+        if not await asyncio.to_thread(self.jobs.transition, job.model_copy(update=ended), from_states):
             log.warning("job already ended elsewhere", job=job.id, model=job.model, state=state)
             return
+        for name, value in ended.items():
+            setattr(job, name, value)
         await self._ended(job, message)
 
     async def _ended(self, job: JobRecord, message: str) -> None:
