@@ -5,6 +5,9 @@ export UV_NO_EDITABLE := 1
 EXTRAS ?= --extra serve --extra train
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
+# grpcurl runs the README's grpcurl examples (tests/integration/test_readme.py); built into .bin/ with Go.
+GRPCURL_VERSION := v1.9.3
+GRPCURL := .bin/grpcurl-$(GRPCURL_VERSION)
 
 .PHONY: install run demo test test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
 
@@ -22,10 +25,15 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: lint
-	.venv/bin/pytest -q $(PYTEST_ARGS)
+test: lint $(GRPCURL)
+	GRPCURL=$(CURDIR)/$(GRPCURL) .venv/bin/pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-go
 	$(MAKE) test-java
+
+$(GRPCURL):
+	@command -v go >/dev/null 2>&1 || { echo "grpcurl is built with Go: install Go >= 1.24"; exit 1; }
+	GOBIN=$(CURDIR)/.bin/grpcurl-build go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
+	mv .bin/grpcurl-build/grpcurl $@ && rmdir .bin/grpcurl-build
 
 # The Go client, against a live server with tiny models (clients/testserver.py, from .venv). -count=1: go's
 # test cache cannot see changes to the Python server, so a cached pass could hide a regression.
