@@ -204,9 +204,8 @@ def tls_server(model_store: Path, tmp_path: Path) -> Iterator[tuple[ServerProces
 
 
 def test_go_example(tls_server: tuple[ServerProcess, Path], tmp_path: Path) -> None:
-    """The README's `replace` set-up, then its Go example in a main package, `go run` over TLS with a token.
-
-    The clone's path `/path/to/tuneserve` is this repository; the example's `ctx` and `text` are given."""
+    """The Go example in a main package (its `ctx` and `text` given), the README's `replace` set-up with
+    this repository as the clone, then `go run` over TLS with a token."""
     if shutil.which("go") is None:
         pytest.skip("Go is not installed")
     server, ca_file = tls_server
@@ -216,14 +215,11 @@ def test_go_example(tls_server: tuple[ServerProcess, Path], tmp_path: Path) -> N
     module.mkdir()
     shutil.copy(ca_file, module / "ca.pem")
     env = {**os.environ, "TUNESERVE_TOKEN": "readme-token"}
-    run_shell("go mod init example.com/readme", env, module)
-    for command in readme.commands(setup[0].text.replace("/path/to/tuneserve", str(REPO))):
-        if command.startswith("go mod tidy"):
-            continue  # tidy once main.go exists, or it drops the requirement nothing imports yet
-        run_shell(command, env, module)
     body = readme.substitute(example[0].text, server.target)
     (module / "main.go").write_text(GO_MAIN % "".join("\t" + line + "\n" for line in body.splitlines()))
-    run_shell("go mod tidy", env, module)
+    run_shell("go mod init example.com/readme", env, module)
+    for command in readme.commands(setup[0].text.replace("/path/to/tuneserve", str(REPO))):
+        run_shell(command, env, module)
     out = run_shell("go run .", env, module)
     assert all(line.split(" ", 1)[0] in {"PER", "ORG", "LOC", "MISC"} for line in out.splitlines()), out
 
