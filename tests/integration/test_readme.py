@@ -81,6 +81,14 @@ def test_every_snippet_is_marked() -> None:
         assert readme.examples(kind), f"no {kind} example is marked"
 
 
+def test_markers_are_read_from_the_line_above_the_fence(tmp_path: Path) -> None:
+    text = "<!-- test: skip (why) -->\n```sh\nls\n```\n\n<!-- test: cli -->\n\n```python\nx = 1\n```\n"
+    (tmp_path / "R.md").write_text(text)
+    skipped, unmarked = readme.blocks(tmp_path / "R.md")
+    assert (skipped.kind, skipped.reason, skipped.text, skipped.line) == ("skip", "why", "ls\n", 2)
+    assert unmarked.kind is None and unmarked.language == "python"  # a blank line parts a marker from it
+
+
 def test_grpcurl_inference_examples(
     server: ServerProcess, shell_path: dict[str, str], tmp_path: Path
 ) -> None:
