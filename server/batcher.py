@@ -268,10 +268,6 @@ class Batcher:
         self._held_tokens += tokens
         return Ticket(self, rows, tokens)
 
-    def check_capacity(self, rows: int, tokens: int = 0) -> None:
-        """Raise ``Overloaded`` now if ``rows`` more would not be admitted (a cheap early check)."""
-        self.admit(rows, tokens).release()
-
     async def submit(
         self, rows: Sequence[Row], deadline: float | None = None, ticket: Ticket | None = None
     ) -> list[np.ndarray]:
@@ -393,8 +389,8 @@ class Batcher:
         over_rows = (load_rows + rows - self.settings.max_queue) * load_tokens / max(1, load_rows)
         over = max(load_tokens + tokens - self.settings.max_queue_tokens, round(over_rows), 1)
         return (
-            f"{self.label} is overloaded: {self._pending + self._held_rows} rows (texts, or windows of long "
-            f"texts) and {self._pending_tokens + self._held_tokens} tokens are queued or running, and "
+            f"{self.label} is overloaded: {load_rows} rows (texts, or windows of long "
+            f"texts) and {load_tokens} tokens are queued or running, and "
             f"{rows} rows / ~{tokens} tokens more would pass the queue limit of {self.settings.max_queue} "
             f"rows / {self.settings.max_queue_tokens} tokens; retry in about {self._retry_ms(over)} ms with "
             "exponential backoff (or send fewer texts per call)"

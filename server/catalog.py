@@ -65,14 +65,15 @@ class Catalog:
     async def get(self, name: str) -> ModelInfo:
         if not name:
             raise InvalidInput("name is required: the name of a model (ListModels lists them)")
-        if name not in await asyncio.to_thread(self.store.models):
-            known = ", ".join(await asyncio.to_thread(self.store.models)) or "none"
+        models = await asyncio.to_thread(self.store.models)
+        if name not in models:
+            known = ", ".join(models) or "none"
             raise ModelNotFound(f"model {name[:80]!r} is not in the model store; known models: {known}")
         return await self._describe(name)
 
     async def set_serving(self, name: str, version: int) -> ModelInfo:
         """Promote or roll back: ``version`` is loaded, verified and warmed, then serves (atomically)."""
-        await self._kept(name, version)
+        await self._validate(name, version)
         live = self.registry.serving(name)
         if live is None or live.version != version:
             try:
@@ -83,7 +84,7 @@ class Catalog:
 
     async def delete(self, name: str, version: int) -> None:
         """Remove a kept version that is not serving (its number is never reused)."""
-        await self._kept(name, version)
+        await self._validate(name, version)
         await self.registry.delete(name, version)
         self._manifests.pop((name, version), None)
         log.info("version deleted", model=name, version=version)
@@ -103,18 +104,14 @@ class Catalog:
             await self.delete(name, v)
             excess -= 1
 
-    async def _kept(self, name: str, version: int) -> None:
+    async def _validate(self, name: str, version: int) -> None:
+        """Validate the request; whether ``version`` is kept is checked by the registry, under the model's
+        lock, so that a promotion and a deletion of it are decided in one order."""
         if not name:
             raise InvalidInput("name is required: the name of a model (ListModels lists them)")
         if version <= 0:
             raise InvalidInput(f"version is {version}: name a kept version (a positive number)")
         await self.get(name)
-        kept = await asyncio.to_thread(self.store.versions, name)
-        if version not in kept:
-            raise ModelNotFound(
-                f"model {name!r} has no version {version}; "
-                f"kept versions: {', '.join(map(str, kept)) or 'none'}"
-            )
 
     async def _describe(self, name: str) -> ModelInfo:
         # Only a version that serves here is reported as serving, never one that failed to load; and it is

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from helpers import ed25519_key_files
 from tuneserve.cpu import is_arm64
 from tuneserve.repository import STALE_STAGING_S, Manifest, ModelStore
 from tuneserve.v1 import inference_pb2, model_pb2, training_pb2
@@ -69,21 +69,10 @@ def test_a_manifest_with_reversed_labels_is_refused_and_the_intact_version_keeps
         assert proc.stop() == 0
 
 
-def _key_files(tmp_path: Path) -> tuple[Ed25519PrivateKey, Path]:
-    key = Ed25519PrivateKey.generate()
-    public = tmp_path / "verify.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return key, public
-
-
 def test_a_server_with_a_verify_key_serves_only_signed_versions(
     sentiment_version: Path, tmp_path: Path
 ) -> None:
-    key, public = _key_files(tmp_path)
+    key, _, public = ed25519_key_files(tmp_path)
     root = tmp_path / "models"
     _republish(sentiment_version, root, "signed", key=key)
     _republish(sentiment_version, root, "signed")  # version 2, unsigned
@@ -109,13 +98,7 @@ def test_a_server_with_a_verify_key_serves_only_signed_versions(
 def test_versions_trained_by_a_server_with_a_training_signing_key_serve_under_its_verify_key(
     sentiment_version: Path, tiny_base: Path, tmp_path: Path
 ) -> None:
-    key, public = _key_files(tmp_path)
-    private = tmp_path / "sign.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    key, private, public = ed25519_key_files(tmp_path)
     root = tmp_path / "models"
     _republish(sentiment_version, root, "signed", key=key)
     env = {"TUNESERVE_VERIFY_KEY": str(public), "TUNESERVE_TRAINING__SIGNING_KEY": str(private)}

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import FIXTURES, last_json, run_cli
+from helpers import FIXTURES, ed25519_key_files, last_json, run_cli
 from tuneserve import signing
 from tuneserve.data import DataError
 from tuneserve.encoding import encode_texts
@@ -205,21 +205,7 @@ def test_export_cleans_stale_staging_folders(trained: dict[str, Path], tmp_path:
 
 
 def test_signed_export_opens_only_with_its_public_key(trained: dict[str, Path], tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private, public = tmp_path / "sign.pem", tmp_path / "verify.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    _, private, public = ed25519_key_files(tmp_path)
     root = tmp_path / "m"
     args = ["export", trained["classification"], "--model-root", root, "--name", "s", "--int8-target"]
     run_cli(*args, "avx512-vnni", "--tolerance", "100", env={"TUNESERVE_SIGNING_KEY": str(private)})

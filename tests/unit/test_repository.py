@@ -13,10 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from helpers import run_cli
+from helpers import ed25519_key_files, run_cli
 from tuneserve import signing
 from tuneserve.repository import (
     MANIFEST_DIGEST,
@@ -231,22 +229,6 @@ def test_the_manifest_digest_is_sha256sum_format_and_required(tmp_path: Path) ->
         store.open_version("m", 1)
 
 
-def _keys(tmp_path: Path, name: str = "k") -> tuple[Path, Path]:
-    key = Ed25519PrivateKey.generate()
-    private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
 def _publish_signed(store: ModelStore, key: Path | None) -> int:
     with store.staging("m") as staged:
         (staged / "model.onnx").write_bytes(b"onnx")
@@ -255,8 +237,8 @@ def _publish_signed(store: ModelStore, key: Path | None) -> int:
 
 
 def test_a_store_with_a_verify_key_opens_only_versions_signed_by_its_private_key(tmp_path: Path) -> None:
-    private, public = _keys(tmp_path, "ours")
-    other, _ = _keys(tmp_path, "theirs")
+    _, private, public = ed25519_key_files(tmp_path, "ours")
+    _, other, _ = ed25519_key_files(tmp_path, "theirs")
     root = tmp_path / "store"
     writer = ModelStore(root)
     assert _publish_signed(writer, private) == 1
@@ -282,7 +264,7 @@ def test_a_store_with_a_verify_key_opens_only_versions_signed_by_its_private_key
 
 
 def test_key_files_that_are_not_ed25519_pem_are_refused(tmp_path: Path) -> None:
-    private, public = _keys(tmp_path)
+    _, private, public = ed25519_key_files(tmp_path)
     with pytest.raises(signing.SigningError, match="not a PEM public key"):
         signing.load_public_key(private)
     with pytest.raises(signing.SigningError, match="not an unencrypted PEM private key"):
@@ -294,7 +276,7 @@ def test_key_files_that_are_not_ed25519_pem_are_refused(tmp_path: Path) -> None:
 def test_seal_covers_intact_versions_of_an_older_store_and_refuses_torn_ones(tmp_path: Path) -> None:
     """A store published before manifests were covered: ``tuneserve seal`` records the missing digests
     (and signatures) of intact versions only, and leaves covered versions alone."""
-    private, public = _keys(tmp_path)
+    _, private, public = ed25519_key_files(tmp_path)
     root = tmp_path / "store"
     store = ModelStore(root)
     for _ in range(3):
