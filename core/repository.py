@@ -289,7 +289,14 @@ class ModelStore:
         if not path.is_dir():
             known = ", ".join(map(str, self.versions(name))) or "none"
             raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {known})")
-        return verify(path, self.verify_key)
+        try:
+            return verify(path, self.verify_key)
+        except (OSError, IntegrityError) as exc:
+            if not path.is_dir():  # deleted (renamed away) while it was being read
+                raise ModelNotFoundError(f"model {name!r} version {version} was just deleted") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"version {version} of {name!r} could not be read: {exc}") from exc
+            raise
 
     def delete_version(self, name: str, version: int) -> None:
         if self.serving_version(name) == version:

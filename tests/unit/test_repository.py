@@ -83,6 +83,23 @@ def test_deleted_version_numbers_are_not_reused(tmp_path: Path) -> None:
     assert _publish(store) == 3
 
 
+def test_a_version_deleted_while_it_is_read_is_not_found(tmp_path: Path, monkeypatch) -> None:
+    """A reader racing a deletion gets ModelNotFoundError, never a bare OSError (the server's INTERNAL)."""
+    from tuneserve import repository
+
+    store = ModelStore(tmp_path)
+    _publish(store), _publish(store)
+    digest = repository._manifest_digest
+
+    def delete_then_digest(path: Path) -> str:
+        store.delete_version("m", 2)
+        return digest(path)
+
+    monkeypatch.setattr(repository, "_manifest_digest", delete_then_digest)
+    with pytest.raises(ModelNotFoundError, match="just deleted"):
+        store.open_version("m", 2)
+
+
 def test_serving_version_cannot_be_deleted(tmp_path: Path) -> None:
     store = ModelStore(tmp_path)
     _publish(store)
