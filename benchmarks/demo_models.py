@@ -12,7 +12,7 @@ from pathlib import Path
 from tuneserve import data as datasets
 from tuneserve.evaluation import evaluate_classification, evaluate_ner
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--model-root", default=str(REPO / "models"))
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     args = parser.parse_args()
-    store, data = ModelStore(args.model_root), Path(args.data)
+    store, data = LocalModelStore(args.model_root), Path(args.data)
     report = {}
 
     sentiment = store.open_version("sentiment")

@@ -43,7 +43,7 @@ from typing import Any
 import grpc
 from serve import DATA, ROOT, Server, load_texts
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc
 
 DEADLINE_S = 10.0
@@ -211,11 +211,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "overload.json")
     args = parser.parse_args()
     root = args.model_root
-    if any(ModelStore(root).serving_version(m) is None for m in ("sentiment", "ner")):
+    if any(LocalModelStore(root).serving_version(m) is None for m in ("sentiment", "ner")):
         root = args.build_root
-        if any(ModelStore(root).serving_version(m) is None for m in ("sentiment", "ner")):
+        if any(LocalModelStore(root).serving_version(m) is None for m in ("sentiment", "ner")):
             build_models(root)
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     texts = load_texts(args.data, args.classify_texts)
     classify = inference_pb2.ClassifyRequest(model="sentiment", texts=texts)
     ner = inference_pb2.ExtractEntitiesRequest(model="ner", texts=ner_texts(args.data, args.ner_texts, 4000))

@@ -24,7 +24,7 @@ import grpc
 
 from tuneserve.encoding import encode_texts
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.server import convert
 from tuneserve.server.dataplane import ClassifyOutput
 from tuneserve.server.tasks import classify
@@ -33,7 +33,7 @@ from tuneserve.v1 import inference_pb2, inference_pb2_grpc
 
 class Reference(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, model_root: Path, name: str) -> None:
-        version = ModelStore(model_root).open_version(name)
+        version = LocalModelStore(model_root).open_version(name)
         self.manifest = m = version.manifest
         self.model = OnnxModel(version.path, m.onnx_file, m.max_length, spinning=True)
 

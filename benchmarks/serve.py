@@ -45,7 +45,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tuneserve.encoding import encode_texts
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.server.tasks import classify
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc
 
@@ -321,11 +321,11 @@ def paired_c1(
     }
 
 
-def variants(store: ModelStore, name: str, root: Path) -> dict[str, tuple[str, str]]:
+def variants(store: LocalModelStore, name: str, root: Path) -> dict[str, tuple[str, str]]:
     """A store under ``root`` with the model twice: as exported (int8) and its fp32 ONNX file."""
     version = store.open_version(name)
     m = version.manifest
-    bench = ModelStore(root)
+    bench = LocalModelStore(root)
     out = {}
     for label, onnx_file, quant in [
         ("int8", m.onnx_file, m.quantization.served),
@@ -369,7 +369,7 @@ def main() -> None:
     parser.add_argument("--ghz", default=None, help="ghz binary (default: on PATH or in $GOPATH/bin)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
     args = parser.parse_args()
-    store = ModelStore(args.model_root)
+    store = LocalModelStore(args.model_root)
     if store.serving_version(args.model) is None:
         sys.exit(
             f"no model {args.model!r} under {args.model_root}: build the demo models with "
@@ -398,7 +398,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tuneserve-bench-") as tmp:
         for label, (name, onnx_file) in variants(store, args.model, Path(tmp)).items():
             print(f"[{label}] bare ONNX Runtime", file=sys.stderr)
-            version = ModelStore(tmp).open_version(name)
+            version = LocalModelStore(tmp).open_version(name)
             bare = Bare(version.path, onnx_file, manifest.max_length, manifest.labels, texts, args.threads)
             result: dict[str, Any] = {"bare": {f"batch{n}": bare.measure(n) for n in (1, 32)}}
             print(f"[{label}] server", file=sys.stderr)

@@ -32,17 +32,17 @@ import grpc
 from overload import build_models
 from serve import ROOT, Server
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 
 MODEL = "sentiment"
 CALLERS = 8
 
 
-def three_versions(source: ModelStore, root: Path) -> None:
+def three_versions(source: LocalModelStore, root: Path) -> None:
     """``root`` holds ``source``'s serving sentiment version published as versions 1, 2 and 3."""
     shutil.rmtree(root, ignore_errors=True)
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     served = source.open_version(MODEL)
     for _ in range(3):
         with store.staging(MODEL) as staged:
@@ -137,11 +137,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "swap.json")
     args = parser.parse_args()
     source = args.model_root
-    if ModelStore(source).serving_version(MODEL) is None:
+    if LocalModelStore(source).serving_version(MODEL) is None:
         source = args.build_root
-        if ModelStore(source).serving_version(MODEL) is None:
+        if LocalModelStore(source).serving_version(MODEL) is None:
             build_models(source)
-    three_versions(ModelStore(source), args.work)
+    three_versions(LocalModelStore(source), args.work)
     figures: dict[str, Any] = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "runs": {}}
     server = Server(args.work, threads=0)
     try:

@@ -18,6 +18,45 @@ def _opt(*decls: str, env: str, **kwargs):
     return click.option(*decls, envvar=f"TUNESERVE_{env}", show_envvar=True, show_default=True, **kwargs)
 
 
+class StoreRoot(click.ParamType):
+    """A model or data root: a local folder or s3://BUCKET/PREFIX. Another scheme (gs://, s3:/one-slash) is
+    a usage error, never a local folder of that name."""
+
+    name = "PATH|s3://BUCKET/PREFIX"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from tuneserve.repository import StoreError, parse_root
+
+        try:
+            return parse_root(str(value))
+        except StoreError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+STORE_ROOT = StoreRoot()
+
+
+class DataFile(click.ParamType):
+    """A data file: a local path, or s3://BUCKET/KEY (kept as the string)."""
+
+    name = "FILE|s3://BUCKET/KEY"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Path | str:
+        text = str(value)
+        if text.startswith("s3://"):
+            from tuneserve import objects
+
+            try:
+                objects.split_s3(text)
+            except objects.ObjectError as exc:
+                self.fail(str(exc), param, ctx)
+            return text
+        return Path(text)
+
+
+DATA_FILE = DataFile()
+
+
 class _LazyGroup(click.Group):
     """Loads commands that live with their component only when called, so ``tuneserve serve`` never
     imports the trainer (torch) and ``tuneserve train`` never imports the server (gRPC)."""
@@ -140,14 +179,14 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
     "train_path",
     env="TRAIN",
     default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=DATA_FILE,
     help="Training data: TSV/CSV/JSONL (classification), CoNLL or JSONL (ner). With --server: sent inline.",
 )
 @_opt(
     "--validation",
     env="VALIDATION",
     default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=DATA_FILE,
     help="Validation data, same format; selects the best epoch (with --server: optional, the server "
     "holds out part of the training data).",
 )
@@ -314,12 +353,20 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     if options["replace_labels"]:
         raise click.UsageError("--replace-labels needs --server")
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
+    from tuneserve import objects
     from tuneserve.data import DataError
     from tuneserve.trainer.train import BaseModelError, TrainConfig
     from tuneserve.trainer.train import train as run_train
 
     try:
+        # Data in object storage is copied beside the checkpoint: export re-measures on the validation file.
+        fetched = Path(local["output"]) / "data"
+        train_path, local["validation"] = (
+            objects.download(p, fetched) if objects.is_s3(p) else p for p in (train_path, local["validation"])
+        )
         result = run_train(TrainConfig(train=train_path, **local))
+    except objects.ObjectError as exc:
+        raise click.ClickException(str(exc)) from exc
     except (DataError, BaseModelError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -335,8 +382,8 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     "--model-root",
     env="MODEL_ROOT",
     default="models",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Model store root.",
+    type=STORE_ROOT,
+    help="Model store root: a folder or s3://BUCKET/PREFIX (AWS_* variables, profiles, web identity).",
 )
 @_opt("--name", env="NAME", required=True, help="Model name in the store.")
 @_opt(
@@ -417,8 +464,8 @@ def export_cmd(checkpoint: Path, **options) -> None:
     "--model-root",
     env="MODEL_ROOT",
     default="models",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Model store root.",
+    type=STORE_ROOT,
+    help="Model store root: a folder or s3://BUCKET/PREFIX (AWS_* variables, profiles, web identity).",
 )
 @_opt("--force", env="DEMO_FORCE", is_flag=True, default=False, help="Rebuild even if the models exist.")
 @_opt(
@@ -427,7 +474,7 @@ def export_cmd(checkpoint: Path, **options) -> None:
     default=None,
     help="Base model folder [default: the packaged all-MiniLM-L6-v2].",
 )
-def demo(model_root: Path, force: bool, base: str | None) -> None:
+def demo(model_root: str, force: bool, base: str | None) -> None:
     """Build the default demo models (sentiment, ner) from the data shipped with tuneserve.
 
     Logs each step (which model; training epoch k/n, export, quantize, measure) on stderr and prints one
@@ -444,8 +491,8 @@ def demo(model_root: Path, force: bool, base: str | None) -> None:
     "--model-root",
     env="MODEL_ROOT",
     default="models",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Model store root.",
+    type=STORE_ROOT,
+    help="Model store root: a folder or s3://BUCKET/PREFIX.",
 )
 @_opt("--name", env="NAME", default=None, help="Only this model [default: every model in the store].")
 @_opt(
@@ -455,7 +502,7 @@ def demo(model_root: Path, force: bool, base: str | None) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Ed25519 private key (PEM): also sign the versions sealed, for servers run with --verify-key.",
 )
-def seal(model_root: Path, name: str | None, signing_key: Path | None) -> None:
+def seal(model_root: str, name: str | None, signing_key: Path | None) -> None:
     """Cover the manifests of versions published by an older tuneserve with a digest (manifest.sha256).
 
     Servers refuse versions whose manifest no digest covers. This checks every file of such a version
@@ -463,12 +510,12 @@ def seal(model_root: Path, name: str | None, signing_key: Path | None) -> None:
     its labels first. Prints one JSON line per version without a digest; exits 1 if any could not be sealed
     (a file does not match its manifest: export that version again, or delete it).
     """
-    from tuneserve.repository import ModelStore, StoreError
+    from tuneserve.repository import StoreError, open_store
     from tuneserve.signing import SigningError, load_private_key
 
     try:
         key = load_private_key(signing_key) if signing_key else None
-        results = ModelStore(model_root).seal(name, key)
+        results = open_store(model_root).seal(name, key)
     except (StoreError, SigningError, OSError) as exc:
         raise click.ClickException(f"seal failed: {exc}") from exc
     for model, version, error in results:

@@ -3,6 +3,7 @@ a job with a progress bar, predict, print messages as JSON. Needs grpcio (the se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -132,7 +133,9 @@ def _field(field: Any, value: Any) -> Any:
 # ---------------------------------------------------------------- Train
 
 
-def dataset(task: str | None, path: Path | None, uri: str | None, what: str, columns: dict[str, str]) -> Any:
+def dataset(
+    task: str | None, path: Path | str | None, uri: str | None, what: str, columns: dict[str, str]
+) -> Any:
     """A Dataset message: examples read from a local file (sent inline), or a uri on the server."""
     from tuneserve import data as datasets
     from tuneserve.v1 import training_pb2
@@ -145,11 +148,14 @@ def dataset(task: str | None, path: Path | None, uri: str | None, what: str, col
         return None
     if task is None:
         raise click.UsageError(f"--task is needed to read --{what} {path}")
+    from tuneserve import objects
+
+    multi_label = columns.pop("multi_label", False)
     try:
-        examples = datasets.read_examples(
-            task, path, multi_label=columns.pop("multi_label", False), **columns
-        )
-    except datasets.DataError as exc:
+        with contextlib.ExitStack() as stack:
+            local = stack.enter_context(objects.fetched(path)) if objects.is_s3(path) else Path(path)
+            examples = datasets.read_examples(task, local, multi_label=multi_label, **columns)
+    except (datasets.DataError, objects.ObjectError) as exc:
         raise click.ClickException(str(exc)) from exc
     if task == "ner":
         return training_pb2.Dataset(

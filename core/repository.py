@@ -1,6 +1,9 @@
-"""The model store: versioned model folders on disk, shared by the exporter (writer) and server (reader).
+"""The model store: versioned, verified model folders, shared by the exporter and trainer (writers) and the
+server (reader). ``ModelStore`` is the one interface; ``open_store`` picks its backend from the root: a local
+folder (``tuneserve.localstore``) or ``s3://BUCKET/PREFIX`` in S3-compatible object storage
+(``tuneserve.s3store``). Both keep the same layout and the same guarantees.
 
-Layout::
+Layout (local; the S3 backend keeps the same keys under its prefix, see ``tuneserve.s3store``)::
 
     <root>/<name>/<version>/        integer versions, never reused, immutable once renamed into place
         manifest.json               task, labels, ONNX file served, metrics, checksums of every file
@@ -24,15 +27,11 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import hashlib
-import json
 import os
 import re
-import shutil
-import time
-import uuid
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,25 +138,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new content, never a mix."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def check_name(name: str) -> str:
     if not _NAME.match(name):
         raise InvalidNameError(
@@ -165,235 +145,6 @@ def check_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-class ModelStore:
-    """Versioned model folders under one root directory.
-
-    With ``verify_key`` (an Ed25519 public key), only versions signed by its private key open."""
-
-    def __init__(self, root: str | Path, verify_key: Ed25519PublicKey | None = None) -> None:
-        self.root = Path(root)
-        self.verify_key = verify_key
-
-    def models(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))
-
-    def versions(self, name: str) -> list[int]:
-        folder = self.root / name
-        if not folder.is_dir():
-            return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
-
-    def serving_version(self, name: str) -> int | None:
-        path = self.root / name / SERVING
-        if not path.exists():
-            return None
-        return int(json.loads(path.read_text())["version"])
-
-    def set_serving_version(self, name: str, version: int) -> None:
-        """Atomically make ``version`` (which must exist and verify) the serving one."""
-        self.open_version(name, version)
-        write_atomic(self.root / name / SERVING, json.dumps({"version": version}).encode())
-
-    @contextlib.contextmanager
-    def staging(self, name: str, tag: str | None = None) -> Iterator[Path]:
-        """A fresh ``.tmp-<tag or uuid>`` folder to write a version into; removed if the block raises.
-
-        The folder's ``.writer.lock`` stays locked (``flock``) until the block ends, so ``clean()`` in any
-        process leaves it alone; the kernel releases the lock when the writer dies, however it dies.
-        A known ``tag`` (a training job's id) lets whoever started the writer remove its folder after a
-        crash: ``staging_path(name, tag)``."""
-        path = self.staging_path(name, tag or uuid.uuid4().hex)
-        path.mkdir(parents=True)
-        lock = os.open(path / WRITER_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if os.fstat(lock).st_nlink == 0:
-            # A cleaner took the lock between our open and flock and removed the folder: start afresh.
-            os.close(lock)
-            with self.staging(name, tag) as fresh:
-                yield fresh
-            return
-        try:
-            yield path
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        finally:
-            os.close(lock)
-
-    def staging_path(self, name: str, tag: str) -> Path:
-        return self.root / check_name(name) / f".tmp-{tag}"
-
-    def publish(
-        self,
-        name: str,
-        staged: Path,
-        manifest: Manifest,
-        *,
-        serve_if_first: bool = True,
-        signing_key: Ed25519PrivateKey | None = None,
-    ) -> int:
-        """Checksum, fsync and rename a staged folder into the next version number; return it.
-
-        The manifest is completed here (name, version, checksums of every file), its own sha256 written
-        to ``manifest.sha256`` and, with ``signing_key``, that digest's signature to ``manifest.sig``. If
-        the model had no serving version and ``serve_if_first`` is true, the new version becomes the
-        serving one.
-        """
-        folder = self.root / check_name(name)
-        files = sorted(
-            p
-            for p in staged.rglob("*")
-            if p.is_file() and p.relative_to(staged).as_posix() not in _NOT_CHECKSUMMED
-        )
-        checksums = {p.relative_to(staged).as_posix(): sha256_file(p) for p in files}
-        if manifest.onnx_file not in checksums:
-            raise IntegrityError(f"staged folder has no {manifest.onnx_file}")
-        # Number, rename and last_version under one lock, so concurrent publishers never pick one number.
-        with _locked(folder / PUBLISH_LOCK):
-            version = max([self._last_version(name), *self.versions(name)]) + 1
-            final = manifest.model_copy(update={"name": name, "version": version, "files": checksums})
-            data = final.model_dump_json(indent=2).encode()
-            digest = hashlib.sha256(data).hexdigest()
-            (staged / MANIFEST).write_bytes(data)
-            (staged / MANIFEST_DIGEST).write_text(f"{digest}  {MANIFEST}\n")
-            written = [*files, staged / MANIFEST, staged / MANIFEST_DIGEST]
-            if signing_key is not None:
-                signature = signing.sign_digest(signing_key, digest)
-                (staged / MANIFEST_SIGNATURE).write_text(base64.b64encode(signature).decode() + "\n")
-                written.append(staged / MANIFEST_SIGNATURE)
-            for p in written:
-                with p.open("rb") as f:
-                    os.fsync(f.fileno())
-            _fsync_dir(staged)
-            os.rename(staged, folder / str(version))
-            # Unlocked only once renamed: until then clean() sees a folder with a held lock.
-            (folder / str(version) / WRITER_LOCK).unlink(missing_ok=True)
-            _fsync_dir(folder / str(version))
-            _fsync_dir(folder)
-            write_atomic(folder / LAST_VERSION, str(version).encode())
-        if serve_if_first and self.serving_version(name) is None:
-            self.set_serving_version(name, version)
-        return version
-
-    def open_version(self, name: str, version: int | None = None) -> ModelVersion:
-        """Load and verify a version (the serving one when ``version`` is None)."""
-        if version is None:
-            version = self.serving_version(name)
-            if version is None:
-                raise ModelNotFoundError(f"model {name!r} has no serving version under {self.root}")
-        path = self.root / name / str(version)
-        if not path.is_dir():
-            known = ", ".join(map(str, self.versions(name))) or "none"
-            raise ModelNotFoundError(f"model {name!r} has no version {version} (versions: {known})")
-        try:
-            return verify(path, self.verify_key)
-        except (OSError, IntegrityError) as exc:
-            if not path.is_dir():  # deleted (renamed away) while it was being read
-                raise ModelNotFoundError(f"model {name!r} version {version} was just deleted") from exc
-            if isinstance(exc, OSError):
-                raise StoreError(f"version {version} of {name!r} could not be read: {exc}") from exc
-            raise
-
-    def delete_version(self, name: str, version: int) -> None:
-        if self.serving_version(name) == version:
-            raise StoreError(f"version {version} of {name!r} is serving; promote another version first")
-        path = self.root / name / str(version)
-        if not path.is_dir():
-            raise ModelNotFoundError(f"model {name!r} has no version {version}")
-        # Rename first so no reader ever sees a half-deleted folder under a version number.
-        doomed = path.with_name(f".tmp-{uuid.uuid4().hex}")
-        os.rename(path, doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
-
-    def clean(self, older_than_s: float = STALE_STAGING_S) -> list[Path]:
-        """Remove the ``.tmp-*`` folders of dead writers; return what was removed.
-
-        A folder goes only when nothing changed in it for ``older_than_s`` seconds AND no process holds
-        its ``.writer.lock`` (a live writer always does); the lock is held while it is removed, so a
-        writer cannot be starting in it. The age also guards file systems where ``flock`` does not
-        reach other hosts.
-        """
-        removed = []
-        now = time.time()
-        for name in self.models():
-            for path in (self.root / name).glob(".tmp-*"):
-                with contextlib.suppress(OSError):  # gone meanwhile, or a read-only store
-                    age = now - path.stat().st_mtime
-                    if age >= older_than_s and _remove_unlocked(path, age):
-                        removed.append(path)
-        return removed
-
-    def seal(
-        self, name: str | None = None, signing_key: Ed25519PrivateKey | None = None
-    ) -> list[tuple[str, int, str]]:
-        """Record the missing ``manifest.sha256`` (and, with ``signing_key``, ``manifest.sig``) of versions
-        published before manifests were covered. Returns ``(model, version, error)`` per version looked at
-        (``error`` empty when it was sealed).
-
-        Every file is checked against the manifest first, so only intact folders are sealed; the manifest
-        itself is trusted as it stands (review its labels first). Covered versions are left alone.
-        """
-        results = []
-        for model in [check_name(name)] if name else self.models():
-            for version in self.versions(model):
-                path = self.root / model / str(version)
-                if (path / MANIFEST_DIGEST).exists():
-                    continue
-                digest = hashlib.sha256((path / MANIFEST).read_bytes()).hexdigest()
-                write_atomic(path / MANIFEST_DIGEST, f"{digest}  {MANIFEST}\n".encode())
-                try:
-                    verify(path)
-                except IntegrityError as exc:
-                    (path / MANIFEST_DIGEST).unlink()
-                    results.append((model, version, str(exc)))
-                    continue
-                if signing_key is not None:
-                    signature = signing.sign_digest(signing_key, digest)
-                    write_atomic(path / MANIFEST_SIGNATURE, base64.b64encode(signature) + b"\n")
-                results.append((model, version, ""))
-        return results
-
-    def _last_version(self, name: str) -> int:
-        path = self.root / name / LAST_VERSION
-        return int(path.read_text()) if path.exists() else 0
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _remove_unlocked(path: Path, age: float) -> bool:
-    """Remove a staging folder unless its writer lock is held; whether it is gone.
-
-    A folder without a lock file is a ``delete_version`` leftover, or a writer's in the instant between
-    creating its folder and locking it: it goes only once older than ``_LOCKLESS_S``."""
-    try:
-        lock = os.open(path / WRITER_LOCK, os.O_RDONLY)
-    except FileNotFoundError:
-        if age < _LOCKLESS_S:
-            return False
-        shutil.rmtree(path, ignore_errors=True)
-        return not path.exists()
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        shutil.rmtree(path, ignore_errors=True)
-        return not path.exists()
-    finally:
-        os.close(lock)
 
 
 def _manifest_digest(path: Path) -> str:
@@ -460,3 +211,154 @@ def verify(path: Path, verify_key: Ed25519PublicKey | None = None) -> ModelVersi
                 f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…)"
             )
     return ModelVersion(path=path, manifest=manifest)
+
+
+# -- the interface ------------------------------------------------------------------------------------
+
+
+class ConflictError(StoreError):
+    """Another writer changed the same record at the same time (a lost compare-and-set); read and retry."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached (an object store that is down or unreachable)."""
+
+
+DEFAULT_CACHE_MAX_BYTES = 10 * 1024**3
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/")
+
+
+def default_cache_dir() -> Path:
+    """``TUNESERVE_CACHE_DIR``, else ``$XDG_CACHE_HOME/tuneserve/models`` (``~/.cache`` by default)."""
+    if configured := os.environ.get("TUNESERVE_CACHE_DIR"):
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tuneserve" / "models"
+
+
+def parse_root(root: str | Path) -> str:
+    """A model root as given, checked: a local folder, or ``s3://BUCKET[/PREFIX]``. Anything else with a
+    scheme (``gs://``, ``s3:/one-slash``) is refused, never taken for a local folder of that name."""
+    text = os.fspath(root)
+    if not (match := _SCHEME.match(text)):
+        return text
+    if match.group(1) == "s3" and re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/|$)", text):
+        return text
+    if match.group(1) == "s3":
+        raise StoreError(f"model root {text!r} is not s3://BUCKET/PREFIX (a valid bucket name after s3://)")
+    raise StoreError(
+        f"model root {text!r} has the scheme {match.group(1)!r}, which tuneserve does not read: use a local "
+        "folder or s3://BUCKET/PREFIX (S3-compatible stores such as MinIO, Ceph, R2 and GCS's XML API are "
+        "reached through AWS_ENDPOINT_URL)"
+    )
+
+
+class StoreConfig(BaseModel):
+    """Where a store is, and how an object store's versions are cached locally (passed to job processes)."""
+
+    model_config = ConfigDict(frozen=True)
+    root: str
+    cache_dir: Path | None = None  # None: default_cache_dir()
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+
+
+class ModelStore(ABC):
+    """Versioned models under one root. Every version is immutable once published; readers see whole
+    versions only, version numbers are never reused, and ``open_version`` verifies checksums (and the
+    signature, with ``verify_key``) before it hands back a local folder.
+
+    With ``verify_key`` (an Ed25519 public key), only versions signed by its private key open."""
+
+    url: str  # where the store is, for messages
+    verify_key: Ed25519PublicKey | None
+
+    @abstractmethod
+    def models(self) -> list[str]:
+        """Model names, sorted."""
+
+    @abstractmethod
+    def versions(self, name: str) -> list[int]:
+        """Whole (published) versions of ``name``, sorted."""
+
+    @abstractmethod
+    def serving_version(self, name: str) -> int | None:
+        """The version the model's serving record names (None if it has none)."""
+
+    @abstractmethod
+    def set_serving_version(self, name: str, version: int) -> None:
+        """Atomically make ``version`` (which must exist and verify) the serving one. Raises
+        ``ConflictError`` if another writer replaced the record between our read and our write."""
+
+    @abstractmethod
+    def open_version(self, name: str, version: int | None = None) -> ModelVersion:
+        """Verify a version (the serving one when ``version`` is None) and return its local folder."""
+
+    @abstractmethod
+    def delete_version(self, name: str, version: int) -> None:
+        """Remove a version that is not serving; readers see it whole or absent."""
+
+    @abstractmethod
+    def staging(self, name: str, tag: str | None = None) -> contextlib.AbstractContextManager[Path]:
+        """A fresh local folder to write a version into, for ``publish``; removed if the block raises.
+        A known ``tag`` (a training job's id) lets whoever started the writer remove it after a crash."""
+
+    @abstractmethod
+    def staging_path(self, name: str, tag: str) -> Path:
+        """The local staging folder of ``tag`` (see ``staging``)."""
+
+    @abstractmethod
+    def publish(
+        self,
+        name: str,
+        staged: Path,
+        manifest: Manifest,
+        *,
+        serve_if_first: bool = True,
+        signing_key: Ed25519PrivateKey | None = None,
+    ) -> int:
+        """Checksum a staged folder and publish it as the next version number; return the number.
+
+        The manifest is completed here (name, version, checksums of every file), its own sha256 written
+        to ``manifest.sha256`` and, with ``signing_key``, that digest's signature to ``manifest.sig``. If
+        the model had no serving version and ``serve_if_first`` is true, the new version becomes the
+        serving one."""
+
+    @abstractmethod
+    def clean(self, older_than_s: float = STALE_STAGING_S) -> Sequence[str | Path]:
+        """Remove what dead writers left (staging folders, unpublished uploads); return what went."""
+
+    @abstractmethod
+    def fingerprint(self, name: str, version: int) -> Hashable:
+        """Changes when the version's files or the model's serving record change (to retry a failed
+        load only then)."""
+
+    def seal(
+        self, name: str | None = None, signing_key: Ed25519PrivateKey | None = None
+    ) -> list[tuple[str, int, str]]:
+        """Cover manifests published before ``manifest.sha256`` existed (local stores only)."""
+        raise StoreError(f"{self.url} needs no sealing: every version published there has its digest")
+
+    @contextlib.contextmanager
+    def cached_reads(self) -> Iterator[None]:
+        """Within the block, reads that the store cannot answer because it is unreachable are answered
+        from the local cache where it holds them (a server starting while its object store is down)."""
+        yield
+
+
+def open_store(root: str | Path | StoreConfig, verify_key: Ed25519PublicKey | None = None) -> ModelStore:
+    """The store at ``root``: a local folder, or ``s3://BUCKET/PREFIX`` (endpoint, region and credentials
+    from the standard AWS chain: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, profiles, web identity...)."""
+    config = root if isinstance(root, StoreConfig) else StoreConfig(root=os.fspath(root))
+    location = parse_root(config.root)
+    if location.startswith("s3://"):
+        from tuneserve.s3store import S3ModelStore  # boto3 is imported only for object stores
+
+        return S3ModelStore(
+            location,
+            verify_key=verify_key,
+            cache_dir=config.cache_dir or default_cache_dir(),
+            cache_max_bytes=config.cache_max_bytes,
+        )
+    from tuneserve.localstore import LocalModelStore
+
+    return LocalModelStore(location, verify_key=verify_key)

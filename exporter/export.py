@@ -28,7 +28,7 @@ from tuneserve.exporter import quantize as q
 from tuneserve.inference import OnnxModel
 from tuneserve.progress import Progress, ProgressFn, no_progress
 from tuneserve.quality import primary_metric
-from tuneserve.repository import Manifest, ModelStore, ModelVersion, QuantizationInfo
+from tuneserve.repository import Manifest, ModelVersion, QuantizationInfo, StoreConfig, open_store
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +50,7 @@ _HF_TASK = {"classification": "text-classification", "ner": "token-classificatio
 @dataclass(frozen=True)
 class ExportConfig:
     checkpoint: Path
-    model_root: Path
+    model_root: str | Path | StoreConfig  # a folder, s3://BUCKET/PREFIX, or a job's store settings
     name: str
     quantize: Literal["int8", "fp16", "none"] = "int8"
     int8_mode: Literal["dynamic", "static"] = "dynamic"
@@ -194,7 +194,7 @@ def export(
     metric = primary_metric(record["task"], record["multi_label"])
     signer = signing.load_private_key(config.signing_key) if config.signing_key else None
     target: Int8Target = host_int8_target() if config.int8_target == "auto" else config.int8_target
-    store = ModelStore(config.model_root)
+    store = open_store(config.model_root)
     for leftover in store.clean():
         log.info("removed a dead writer's staging folder", path=str(leftover))
     with store.staging(config.name, config.staging_tag) as staged:
@@ -279,7 +279,6 @@ def export(
         version = store.publish(
             config.name, staged, manifest, serve_if_first=config.serve_if_first, signing_key=signer
         )
-    path = store.root / config.name / str(version)
     log.info(
         "exported",
         name=config.name,
@@ -288,4 +287,5 @@ def export(
         seconds=round(time.monotonic() - started, 1),
         **{f"{k}_{metric}": v.get(metric) for k, v in metrics.items()},
     )
-    return ExportResult(config.name, version, path, store.open_version(config.name, version).manifest)
+    opened = store.open_version(config.name, version)
+    return ExportResult(config.name, version, opened.path, opened.manifest)

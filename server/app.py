@@ -31,7 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from tuneserve import signing
-from tuneserve.repository import ModelStore
+from tuneserve.repository import StoreError, open_store
 from tuneserve.server import reflection, tls
 from tuneserve.server.auth import Authenticator
 from tuneserve.server.catalog import Catalog
@@ -93,7 +93,7 @@ class App:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.store = ModelStore(settings.model_root, verify_key=_verify_key(settings))
+        self.store = open_store(settings.store, verify_key=_verify_key(settings))
         _check_training_signing_key(settings)
         self.models = ModelRegistry(self.store, settings, self.metrics)
         self.traffic = Traffic()
@@ -164,7 +164,7 @@ class App:
             "listening",
             port=self.port,
             metrics_port=self.metrics_port,
-            model_root=str(self.store.root),
+            model_root=self.store.url,
             tls=self.settings.tls.mode,
             auth="off" if self.auth is None else self.auth.mode,
         )
@@ -172,8 +172,11 @@ class App:
     async def load(self) -> None:
         """Remove dead writers' staging folders; load and warm every model's serving version; report
         SERVING."""
-        for path in await asyncio.to_thread(self.store.clean):
-            log.info("removed a dead writer's staging folder", path=str(path))
+        try:
+            for path in await asyncio.to_thread(self.store.clean):
+                log.info("removed a dead writer's staging folder", path=str(path))
+        except StoreError as exc:  # an object store that is down; loading says whether the cache will do
+            log.warning("dead writers' leftovers not cleaned", store=self.store.url, error=str(exc))
         await self.models.load_all()
         if self.training is not None:
             await self.training.start()

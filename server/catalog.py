@@ -12,8 +12,14 @@ from dataclasses import dataclass
 
 import structlog
 
-from tuneserve.repository import Manifest, ModelStore, StoreError
-from tuneserve.server.errors import GateFailed, InvalidInput, ModelNotFound
+from tuneserve.repository import ConflictError, Manifest, ModelStore, StoreError, StoreUnavailableError
+from tuneserve.server.errors import (
+    ConcurrentChange,
+    GateFailed,
+    InvalidInput,
+    ModelNotFound,
+    StoreUnavailable,
+)
 from tuneserve.server.registry import ModelRegistry
 
 log = structlog.get_logger("tuneserve.server.catalog")
@@ -78,6 +84,10 @@ class Catalog:
         if live is None or live.version != version:
             try:
                 await self.registry.promote(name, version)
+            except ConflictError as exc:
+                raise ConcurrentChange(str(exc)) from exc
+            except StoreUnavailableError as exc:
+                raise StoreUnavailable(f"version {version} of {name!r} cannot be read now: {exc}") from exc
             except (StoreError, OSError) as exc:
                 raise GateFailed(f"version {version} of {name!r} cannot serve: {exc}") from exc
         return await self._describe(name)

@@ -17,6 +17,7 @@ from typing import Any
 import click
 from pydantic import BaseModel, ValidationError
 
+from tuneserve.repository import StoreError
 from tuneserve.server.settings import (
     AuthSettings,
     BatchSettings,
@@ -31,7 +32,9 @@ _FLOAT_MIN0 = click.FloatRange(min=0)
 _FILE = click.Path(dir_okay=False, path_type=Path)
 # flag, settings field ("section.field" for nested ones), click type
 _OPTIONS: list[tuple[str, str, Any]] = [
-    ("--model-root", "model_root", click.Path(file_okay=False, path_type=Path)),
+    ("--model-root", "model_root", str),
+    ("--cache-dir", "cache_dir", click.Path(file_okay=False, path_type=Path)),
+    ("--cache-max-bytes", "cache_max_bytes", click.IntRange(min=0)),
     ("--host", "host", str),
     ("--port", "port", click.IntRange(0, 65535)),
     ("--metrics-host", "metrics_host", str),
@@ -59,7 +62,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--max-message-bytes", "limits.max_message_bytes", click.IntRange(min=1024)),
     ("--training/--no-training", "training.enabled", bool),
     ("--jobs-dir", "training.jobs_dir", click.Path(file_okay=False, path_type=Path)),
-    ("--data-root", "training.data_root", click.Path(file_okay=False, path_type=Path)),
+    ("--data-root", "training.data_root", str),
     ("--max-running-jobs", "training.max_running", click.IntRange(1, 64)),
     ("--max-queued-jobs", "training.max_queued", click.IntRange(min=0)),
     ("--training-threads", "training.threads", click.IntRange(min=0)),
@@ -134,6 +137,6 @@ def serve(**values: Any) -> None:
         raise click.ClickException(f"invalid settings: {exc}") from exc
     try:
         code = asyncio.run(run_server(settings))
-    except (OSError, ConfigError) as exc:
+    except (OSError, ConfigError, StoreError) as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)

@@ -12,9 +12,14 @@ Every message says what was wrong and what is allowed, and is sent to the client
     ├── Unimplemented               UNIMPLEMENTED     an RPC this server does not implement
     ├── JobConflict                 ALREADY_EXISTS    a job for the model is already queued or running
     ├── GateFailed                  FAILED_PRECONDITION  a version that may not serve (or be deleted)
+    ├── ConcurrentChange            ABORTED           another writer changed the same record at once: retry
+    ├── StoreUnavailable            UNAVAILABLE       the model store (an object store) cannot be reached
     ├── TrainingUnavailable         FAILED_PRECONDITION  training is off, or not installed, on this server
     ├── Unauthenticated             UNAUTHENTICATED   no bearer token, a malformed one, or an unknown one
     └── PermissionDenied            PERMISSION_DENIED a read-only token on an RPC that needs an admin token
+
+The store's own ``ConflictError`` and ``StoreUnavailableError`` map to ``ConcurrentChange`` and
+``StoreUnavailable`` wherever they surface (``from_store_error``).
 
 Errors that belong to one item of a batch are set on that item's future only: the other callers of the
 same batch are not affected.
@@ -23,6 +28,8 @@ same batch are not affected.
 from __future__ import annotations
 
 import grpc
+
+from tuneserve.repository import ConflictError, StoreUnavailableError
 
 
 class TuneserveError(Exception):
@@ -71,6 +78,18 @@ class GateFailed(TuneserveError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class ConcurrentChange(TuneserveError):
+    """Another writer changed the same record at the same moment (a lost compare-and-set): retry."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class StoreUnavailable(TuneserveError):
+    """The model store cannot be reached (an object store that is down): retry later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class TrainingUnavailable(TuneserveError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
@@ -81,3 +100,12 @@ class Unauthenticated(TuneserveError):
 
 class PermissionDenied(TuneserveError):
     code = grpc.StatusCode.PERMISSION_DENIED
+
+
+def from_store_error(exc: BaseException) -> BaseException:
+    """The status-carrying error for a store error that a caller can act on (retry); ``exc`` otherwise."""
+    if isinstance(exc, ConflictError):
+        return ConcurrentChange(str(exc))
+    if isinstance(exc, StoreUnavailableError):
+        return StoreUnavailable(f"the model store cannot be reached; retry later ({exc})")
+    return exc

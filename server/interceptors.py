@@ -26,7 +26,7 @@ import structlog
 
 from tuneserve.server.auth import Authenticator
 from tuneserve.server.decoding import parse_in_handler
-from tuneserve.server.errors import ModelNotReady, TuneserveError
+from tuneserve.server.errors import ModelNotReady, TuneserveError, from_store_error
 from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
 
 LOG_NAME = "tuneserve.server.rpc"
@@ -189,6 +189,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         """Map ``exc`` to a status and abort the call with it (``context.abort`` raises)."""
+        exc = from_store_error(exc)
         if isinstance(exc, TuneserveError):
             call.code = exc.code
             log.warning(

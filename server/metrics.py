@@ -114,6 +114,13 @@ class Metrics:
             ["model", "result"],
             registry=registry,
         )
+        self.store_errors = Counter(
+            "tuneserve_store_errors",
+            "Model store reads that failed while following it (an object store that is down or refuses, "
+            "a file system error); loaded models keep serving meanwhile.",
+            ["operation"],
+            registry=registry,
+        )
         self.load_failures = Counter(
             "tuneserve_model_load_failures",
             "Model versions that failed to load (verification, ONNX Runtime session or warmup), at start-up, "

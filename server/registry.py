@@ -29,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,7 +133,7 @@ class _Failure:
 
     version: int
     error: str
-    fingerprint: tuple[tuple[str, int, int], ...]
+    fingerprint: Hashable
     retry_at: float
     backoff: float
 
@@ -154,6 +153,7 @@ class ModelRegistry:
         self._failures: dict[str, _Failure] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._store_down = False  # the last read while following the store failed
 
     def names(self) -> list[str]:
         """Models this server serves or tried to (the ``model`` metric label is limited to these)."""
@@ -184,11 +184,12 @@ class ModelRegistry:
 
     async def load_all(self) -> None:
         """Load the serving version of every model in the store; then ``ready`` is true."""
-        names = await asyncio.to_thread(self.store.models)
+        with self.store.cached_reads():  # an object store that is down: start from the cache if it can
+            names = await asyncio.to_thread(self.store.models)
         if not names:
             log.warning(
                 "no models",
-                model_root=str(self.store.root),
+                model_root=self.store.url,
                 hint="publish one with `tuneserve export`, or build the demo models with `tuneserve demo`",
             )
 
@@ -198,7 +199,8 @@ class ModelRegistry:
 
         # Concurrently: creating ORT sessions and loading tokenizers release the GIL, so on several cores
         # the models load in about the time of the largest rather than the sum.
-        await asyncio.gather(*(load(name) for name in names))
+        with self.store.cached_reads():
+            await asyncio.gather(*(load(name) for name in names))
         self.ready = True
         await self._changed()
 
@@ -207,10 +209,31 @@ class ModelRegistry:
         that fails to load is logged and counted; the version serving before goes on serving (or, with
         ``serve-previous``, the newest intact one before it). It is tried again when its files or the
         record change, or after a backoff."""
-        for name in await asyncio.to_thread(self.store.models):
+        try:
+            names = await asyncio.to_thread(self.store.models)
+        except (StoreError, OSError) as exc:
+            self._store_failed(exc)
+            return
+        for name in names:
             async with self._lock(name):
                 await self._apply_record(name, startup=False)
         await self._changed()
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Count a failed read of the store while following it; log the first of a run of them."""
+        self.metrics.store_errors.labels("follow").inc()
+        if not self._store_down:
+            log.error(
+                "the model store cannot be read: loaded models keep serving",
+                store=self.store.url,
+                error=str(exc),
+            )
+        self._store_down = True
+
+    def _store_read(self) -> None:
+        if self._store_down:
+            log.info("the model store can be read again", store=self.store.url)
+        self._store_down = False
 
     async def get(self, name: str, version: int = 0) -> LoadedVersion:
         """The loaded version for a request: the serving one for ``version`` 0, else that version (loaded now
@@ -328,11 +351,13 @@ class ModelRegistry:
                 await self._record_failure(name, 0, f"its serving record cannot be read: {exc}")
                 log.error("model failed to load", model=name, error=self.load_error(name))
             else:
-                log.debug("serving record unreadable", model=name, error=str(exc))
+                self._store_failed(exc)
             return
+        if not startup:
+            self._store_read()
         if version is None:
             if startup:
-                error = f"model {name!r} has no serving version (no serving.json under {self.store.root})"
+                error = f"model {name!r} has no serving version (no serving.json under {self.store.url})"
                 await self._record_failure(name, 0, error)
                 log.error("model failed to load", model=name, error=self.load_error(name))
             return
@@ -457,7 +482,7 @@ class ModelRegistry:
         backoff = RETRY_BACKOFF_S
         if previous is not None and previous.version == version:
             backoff = min(previous.backoff * 2, RETRY_BACKOFF_MAX_S)
-        fingerprint = await asyncio.to_thread(self._fingerprint, name, version)
+        fingerprint = await asyncio.to_thread(self.store.fingerprint, name, version)
         self._failures[name] = _Failure(version, error, fingerprint, time.monotonic() + backoff, backoff)
         self.metrics.load_failed.labels(name).set(1)
 
@@ -471,17 +496,7 @@ class ModelRegistry:
         failure = self._failures.get(name)
         if failure is None or failure.version != version or time.monotonic() >= failure.retry_at:
             return True
-        return await asyncio.to_thread(self._fingerprint, name, version) != failure.fingerprint
-
-    def _fingerprint(self, name: str, version: int) -> tuple[tuple[str, int, int], ...]:
-        """Path, size and modification time of the version's files and the serving record."""
-        folder = self.store.root / name
-        found = []
-        for path in [folder / "serving.json", *sorted((folder / str(version)).rglob("*"))]:
-            with contextlib.suppress(OSError):
-                st = path.stat()
-                found.append((os.fspath(path.relative_to(folder)), st.st_size, st.st_mtime_ns))
-        return tuple(found)
+        return await asyncio.to_thread(self.store.fingerprint, name, version) != failure.fingerprint
 
     # -- closing -------------------------------------------------------------------------------------
 

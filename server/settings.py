@@ -10,11 +10,20 @@ cannot be used.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tuneserve.repository import (
+    DEFAULT_CACHE_MAX_BYTES,
+    StoreConfig,
+    StoreError,
+    default_cache_dir,
+    parse_root,
+)
 
 
 class BatchSettings(BaseModel):
@@ -92,10 +101,13 @@ class TrainingSettings(BaseModel):
     enabled: bool = Field(True, description="Serve TrainingService (needs the train extra installed).")
     jobs_dir: Path | None = Field(
         None,
-        description="Job store (jobs.sqlite) and job work folders [default: .jobs inside the model root].",
+        description="Job store (jobs.sqlite) and job work folders [default: .jobs inside a local model "
+        "root; with an object store, $XDG_STATE_HOME/tuneserve/jobs].",
     )
-    data_root: Path | None = Field(
-        None, description="Folder that Dataset.uri paths are resolved in; unset: only inline data."
+    data_root: str | None = Field(
+        None,
+        description="Folder, or s3://BUCKET/PREFIX, that Dataset.uri paths are resolved in; unset: only "
+        "inline data.",
     )
     max_running: int = Field(1, ge=1, le=64, description="Jobs that train at the same time.")
     max_queued: int = Field(16, ge=0, description="Jobs that may wait; beyond: RESOURCE_EXHAUSTED.")
@@ -139,6 +151,18 @@ class TrainingSettings(BaseModel):
         "with --verify-key serve them.",
     )
     defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
+
+    @field_validator("data_root")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_root(value)
+
+
+def _checked_root(value: str) -> str:
+    try:
+        return parse_root(value)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 class ConfigError(Exception):
@@ -226,8 +250,22 @@ class Settings(BaseSettings):
         env_prefix="TUNESERVE_", env_nested_delimiter="__", frozen=True, extra="ignore"
     )
 
-    model_root: Path = Field(
-        Path("models"), description="Model store root; the serving version of each model loads."
+    model_root: str = Field(
+        "models",
+        description="Model store root: a local folder or s3://BUCKET/PREFIX (endpoint, region and "
+        "credentials from the standard AWS_* variables, profiles or web identity); the serving version of "
+        "each model loads.",
+    )
+    cache_dir: Path | None = Field(
+        None,
+        description="Where versions downloaded from an object store are kept, so a restart downloads "
+        "nothing [default: $XDG_CACHE_HOME/tuneserve/models].",
+    )
+    cache_max_bytes: int = Field(
+        DEFAULT_CACHE_MAX_BYTES,
+        ge=0,
+        description="Size the cache is kept under: least recently used versions that do not serve are "
+        "evicted.",
     )
     host: str = Field("[::]", description="Address to listen on.")
     port: int = Field(50051, ge=0, le=65535, description="gRPC port (0: any free port, logged).")
@@ -298,6 +336,32 @@ class Settings(BaseSettings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     tls: TLSSettings = Field(default_factory=TLSSettings)
+
+    @field_validator("model_root")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return _checked_root(value)
+
+    @property
+    def store(self) -> StoreConfig:
+        """The model store, as ``open_store`` and job processes take it."""
+        local = not self.model_root.startswith("s3://")
+        return StoreConfig(
+            root=str(Path(self.model_root).resolve()) if local else self.model_root,
+            cache_dir=(self.cache_dir or default_cache_dir()).resolve(),
+            cache_max_bytes=self.cache_max_bytes,
+        )
+
+    @property
+    def jobs_dir(self) -> Path:
+        """The job store's folder: set, else ``.jobs`` in a local model root, else a local state folder
+        (an object store holds no job database)."""
+        if self.training.jobs_dir is not None:
+            return self.training.jobs_dir
+        if not self.model_root.startswith("s3://"):
+            return Path(self.model_root) / ".jobs"
+        state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+        return Path(state) / "tuneserve" / "jobs"
 
     @property
     def concurrent_rpcs(self) -> int:

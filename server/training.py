@@ -10,7 +10,6 @@ import asyncio
 import errno
 import importlib.util
 import sqlite3
-from pathlib import Path
 
 import structlog
 
@@ -43,10 +42,6 @@ def unavailable_reason(settings: Settings) -> str | None:
     return None
 
 
-def jobs_dir(settings: Settings) -> Path:
-    return settings.training.jobs_dir or settings.model_root / ".jobs"
-
-
 class Training:
     """The Train RPCs' domain. Constructing it takes the job store's lock: ``TrainingUnavailable`` (with
     the reason, for the log and the RPCs) if another live server runs that store's jobs."""
@@ -61,7 +56,7 @@ class Training:
     ) -> None:
         self.settings = settings
         self.store = store
-        root = jobs_dir(settings)
+        root = settings.jobs_dir
         try:
             self.lock = RunnerLock.acquire(root)
         except JobStoreBusy as exc:
@@ -112,7 +107,7 @@ class Training:
         except (OSError, sqlite3.Error) as exc:
             if not _disk_full(exc):
                 raise
-            folder = jobs_dir(self.settings)
+            folder = self.settings.jobs_dir
             log.error("train refused: no space for the job", jobs_dir=str(folder), exc_info=exc)
             raise StorageFull(
                 f"the server has no space left for the job's data in its jobs folder ({exc}); nothing "

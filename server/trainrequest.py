@@ -9,6 +9,7 @@ exactly what was checked even if the source file changes later. Blocking: call i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,10 +17,12 @@ import shutil
 import socket
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tuneserve import data as datasets
+from tuneserve import objects
 from tuneserve.pipeline.job import JobSpec
 from tuneserve.repository import ModelStore, StoreError, check_name
 from tuneserve.server import holdout
@@ -134,7 +137,7 @@ def prepare(
             base_model=base,
             train=work / TRAIN_FILE,
             validation=work / VALIDATION_FILE,
-            model_root=store.root.resolve(),
+            store=settings.store,
             hyperparameters=hyper,
             multi_label=multi_label,
             quantize=quantize,
@@ -377,8 +380,10 @@ def _token_example(ex: Any, i: int, field: str) -> datasets.TokenExample:
     return datasets.TokenExample(tuple(ex.tokens), tuple(ex.tags), i + 1)
 
 
-def resolve_uri(uri: str, data_root: Path | None) -> Path:
-    """The file a Dataset.uri names, which must lie inside the data root (after resolving symlinks)."""
+def resolve_uri(uri: str, data_root: str | Path | None) -> Path | str:
+    """The file a Dataset.uri names, which must lie inside the data root (after resolving symlinks); with
+    an object-store data root, the ``s3://`` URI of the object (a key relative to the root, or a full URI
+    under it)."""
     if data_root is None:
         raise InvalidInput(
             "uri datasets are disabled on this server (no data root is configured: --data-root or "
@@ -389,9 +394,11 @@ def resolve_uri(uri: str, data_root: Path | None) -> Path:
         raise InvalidInput(f"uri {shown} holds a NUL character; give a path under the server's data root")
     if len(uri) > _MAX_URI:
         raise InvalidInput(f"uri has {len(uri)} characters; at most {_MAX_URI}")
+    if objects.is_s3(str(data_root)):
+        return _object_uri(uri, str(data_root), shown)
     if "://" in uri:
         raise InvalidInput(f"uri {shown}: only paths under the server's data root are supported")
-    root = data_root.resolve()
+    root = Path(data_root).resolve()
     path = Path(uri)
     try:
         full = (path if path.is_absolute() else root / path).resolve()
@@ -404,17 +411,43 @@ def resolve_uri(uri: str, data_root: Path | None) -> Path:
     return full
 
 
+def _object_uri(uri: str, data_root: str, shown: str) -> str:
+    full = uri if objects.is_s3(uri) else f"{data_root.rstrip('/')}/{uri}"
+    if "://" in uri and not objects.is_s3(uri):
+        raise InvalidInput(f"uri {shown}: give a key under the data root {data_root} or an s3:// URI in it")
+    try:
+        bucket, key = objects.split_s3(full)  # normalized: "a/../b" is "b"
+        if not objects.inside(full, data_root):
+            raise InvalidInput(f"uri {shown} is outside the server's data root ({data_root}): a key in it")
+    except objects.ObjectError as exc:
+        raise InvalidInput(f"uri {shown}: {exc}") from exc
+    return f"s3://{bucket}/{key}"
+
+
+@contextlib.contextmanager
+def _local(where: Path | str) -> Iterator[Path]:
+    """A local copy of a data file: the file itself, or an object downloaded for the block."""
+    if isinstance(where, Path):
+        yield where
+        return
+    try:
+        with objects.fetched(where) as path:
+            yield path
+    except objects.ObjectError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
 def _read_uri(
     uri: str, field: str, task: str, multi_label: bool, columns: dict[str, str], settings: Settings
 ) -> list[Any]:
-    path = resolve_uri(uri, settings.training.data_root)
-    try:
-        if task == "ner":
-            return datasets.read_ner(path)
-        return datasets.read_classification(path, multi_label=multi_label, **columns)
-    except datasets.DataError as exc:
-        message = str(exc).replace(str(path), uri)
-        raise InvalidInput(f"{field}: {message}") from exc
+    with _local(resolve_uri(uri, settings.training.data_root)) as path:
+        try:
+            if task == "ner":
+                return datasets.read_ner(path)
+            return datasets.read_classification(path, multi_label=multi_label, **columns)
+        except datasets.DataError as exc:
+            message = str(exc).replace(str(path), uri)
+            raise InvalidInput(f"{field}: {message}") from exc
 
 
 def _labels(task: str, train: list[Any], multi_label: bool) -> list[str]:

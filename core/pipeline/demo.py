@@ -25,7 +25,7 @@ import structlog
 from tuneserve.exporter.export import ExportConfig, export
 from tuneserve.progress import Progress
 from tuneserve.quality import primary_metric
-from tuneserve.repository import ModelStore
+from tuneserve.repository import open_store
 from tuneserve.trainer.train import TrainConfig, train
 
 log = structlog.get_logger(__name__)
@@ -96,18 +96,18 @@ def _freeze(base: str | None, layers: str) -> str:
     return str(min(int(layers), AutoConfig.from_pretrained(base).num_hidden_layers))
 
 
-def build_demo_models(model_root: Path, force: bool = False, base: str | None = None) -> Iterator[str]:
+def build_demo_models(model_root: str | Path, force: bool = False, base: str | None = None) -> Iterator[str]:
     """Train and export each demo model that the store lacks; yield one line per model.
 
     ``base`` (a local folder) replaces the packaged all-MiniLM-L6-v2, e.g. for a quicker smoke test.
     """
-    store = ModelStore(model_root)
+    store = open_store(model_root)
     todo = [name for name in DEMOS if force or store.serving_version(name) is None]
     for name in DEMOS:
         if name not in todo:
             serving = store.serving_version(name)
             log.info("demo", model=name, step="present", version=serving)
-            yield f"{name}: version {serving} already at {store.root / name / str(serving)}"
+            yield f"{name}: version {serving} already at {store.url}/{name}/{serving}"
     for index, name in enumerate(todo, 1):
         spec = DEMOS[name]
         started, cpu = time.monotonic(), _cpu_seconds()

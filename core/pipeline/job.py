@@ -27,6 +27,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tuneserve.repository import StoreConfig
+
 CANCELLED_EXIT = 3
 
 
@@ -39,7 +41,7 @@ class JobSpec(BaseModel):
     base_model: str | None  # None: the packaged default
     train: Path
     validation: Path
-    model_root: Path
+    store: StoreConfig  # the model store the new version is published into
     hyperparameters: dict[str, Any]  # TrainConfig fields
     multi_label: bool = False
     quantize: str = "int8"  # int8 | fp16 | none
@@ -94,9 +96,9 @@ def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
     """Measure the serving version (if any) on the same validation data and decide about promotion."""
     from tuneserve.data import DataError
     from tuneserve.exporter.export import measure_version
-    from tuneserve.repository import ModelStore, StoreError
+    from tuneserve.repository import StoreError, open_store
 
-    store = ModelStore(spec.model_root)
+    store = open_store(spec.store)
     baseline_version = store.serving_version(spec.model) if spec.model in store.models() else None
     value, floor = new[metric], spec.minimum_metric
     checks: list[tuple[bool, str]] = []  # (passed, why)
@@ -214,7 +216,7 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
     exported = export(
         ExportConfig(
             checkpoint=work / "checkpoint",
-            model_root=spec.model_root,
+            model_root=spec.store,
             name=spec.model,
             quantize=quantize,  # type: ignore[arg-type]
             int8_mode=spec.int8_mode,  # type: ignore[arg-type]

@@ -23,6 +23,6 @@ def server(model_store: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="session")
 def sentiment_version(model_store: Path) -> Path:
-    from tuneserve.repository import ModelStore
+    from tuneserve.localstore import LocalModelStore
 
-    return ModelStore(model_store).open_version("tiny-sentiment").path
+    return LocalModelStore(model_store).open_version("tiny-sentiment").path

@@ -24,7 +24,7 @@ import pytest
 
 from tuneserve.encoding import encode_texts
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.server.tasks import classify
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc
 
@@ -52,7 +52,7 @@ def texts() -> list[str]:
 
 
 def unbatched(store: Path, name: str, items: list[str]) -> list[dict[str, float]]:
-    version = ModelStore(store).open_version(name)
+    version = LocalModelStore(store).open_version(name)
     m = version.manifest
     model = OnnxModel(version.path, m.onnx_file, m.max_length, intra_op_threads=1)
     out = []

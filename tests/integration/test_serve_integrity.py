@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from helpers import ed25519_key_files
 from tuneserve.cpu import is_arm64
-from tuneserve.repository import STALE_STAGING_S, Manifest, ModelStore
+from tuneserve.localstore import LocalModelStore
+from tuneserve.repository import STALE_STAGING_S, Manifest
 from tuneserve.v1 import inference_pb2, model_pb2, training_pb2
 
 from .live import ServerProcess, start_failure
@@ -29,7 +30,7 @@ def _republish(
     source: Path, root: Path, name: str, *, key: Ed25519PrivateKey | None = None, **quantization
 ) -> int:
     """Publish a copy of a verified version folder into ``root`` (signed with ``key`` if given)."""
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     manifest = Manifest.model_validate_json((source / "manifest.json").read_text())
     if quantization:
         manifest = manifest.model_copy(
@@ -124,8 +125,8 @@ def test_a_verify_key_that_is_not_an_ed25519_public_key_stops_start_up(tmp_path:
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    from tuneserve.repository import ModelStore
-    with ModelStore(sys.argv[1]).staging("s") as staged:
+    from tuneserve.localstore import LocalModelStore
+    with LocalModelStore(sys.argv[1]).staging("s") as staged:
         (staged / "model.onnx").write_bytes(b"half")
         print(staged, flush=True)
         time.sleep(600)
@@ -137,7 +138,7 @@ def test_start_up_flags_int8_files_for_other_cpus_and_cleans_only_dead_writers_f
     model_store: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "models"
-    int8 = ModelStore(model_store).open_version("tiny-sentiment-int8").path
+    int8 = LocalModelStore(model_store).open_version("tiny-sentiment-int8").path
     foreign = "avx512-vnni" if is_arm64() else "arm64"
     _republish(int8, root, "s", target=foreign)
     _republish(int8, root, "portable", target="avx2" if not is_arm64() else "arm64")

@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import inference_pb2, model_pb2
 
 from .live import ServerProcess, metric_value
@@ -29,7 +29,7 @@ def corrupt_serving(model_store: Path, tmp_path: Path) -> Path:
     root = tmp_path / "models"
     root.mkdir()
     shutil.copytree(model_store / MODEL, root / MODEL)
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     first = store.open_version(MODEL, 1)
     with store.staging(MODEL) as staged:
         shutil.copytree(first.path, staged, dirs_exist_ok=True)
@@ -122,7 +122,10 @@ def test_serve_previous_serves_the_newest_intact_version(corrupt_serving: Path) 
 
 def test_the_poller_tries_a_failed_version_again_once_its_files_change(corrupt_serving: Path) -> None:
     onnx = (
-        corrupt_serving / MODEL / "2" / ModelStore(corrupt_serving).open_version(MODEL, 1).manifest.onnx_file
+        corrupt_serving
+        / MODEL
+        / "2"
+        / LocalModelStore(corrupt_serving).open_version(MODEL, 1).manifest.onnx_file
     )
     proc = ServerProcess(
         corrupt_serving,

@@ -15,7 +15,7 @@ import pytest
 
 from tuneserve.encoding import Row, encode_texts
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.server.batcher import RUN_OVERHEAD_TOKENS, split_by_length
 from tuneserve.server.tasks import classify, ner
 from tuneserve.v1 import inference_pb2, model_pb2
@@ -50,7 +50,7 @@ AGGREGATIONS = {
 
 
 def direct(store: Path, name: str) -> tuple[OnnxModel, list[str], bool, int]:
-    version = ModelStore(store).open_version(name)
+    version = LocalModelStore(store).open_version(name)
     m = version.manifest
     return (
         OnnxModel(version.path, m.onnx_file, m.max_length, intra_op_threads=1),
@@ -117,7 +117,7 @@ def test_extract_entities_equals_direct_onnx(
     reply = server.inference.ExtractEntities(request, timeout=30)
     assert reply.model == "tiny-ner" and len(reply.results) == len(NER_TEXTS)
     tokenizer = ner.window_tokenizer(model.tokenizer, max_length)
-    words = ModelStore(model_store).open_version("tiny-ner").manifest.pretokenizer
+    words = LocalModelStore(model_store).open_version("tiny-ner").manifest.pretokenizer
     assert words == "tokenizer"
     windows = [ner.windows(tokenizer, t, max_length, pretokenizer=words) for t in NER_TEXTS]
     assert len(windows[-1]) > 3, "the long text must span several windows"

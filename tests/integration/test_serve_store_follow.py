@@ -10,7 +10,7 @@ from pathlib import Path
 
 import grpc
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import inference_pb2, model_pb2
 
 from .live import ServerProcess, metric_value
@@ -63,7 +63,7 @@ def test_replicas_follow_serving_versions_set_in_the_shared_store(model_store: P
         assert "checksum" in failed["error"]
 
         # Rolled back by the store's writer: the follower switches again.
-        ModelStore(root).set_serving_version("tiny-sentiment", 1)
+        LocalModelStore(root).set_serving_version("tiny-sentiment", 1)
         eventually(lambda: answering_version(follower) == 1)
 
         # A model published after start-up is served without a restart.

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import inference_pb2, model_pb2
 
 from .live import ServerProcess
@@ -30,7 +30,7 @@ def three_versions(model_store: Path, tmp_path: Path) -> Path:
     root = tmp_path / "models"
     root.mkdir()
     shutil.copytree(model_store / MODEL, root / MODEL)
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     first = store.open_version(MODEL, 1)
     for _ in (2, 3):
         with store.staging(MODEL) as staged:
@@ -124,7 +124,7 @@ def test_swaps_with_random_gaps_under_load(server: ServerProcess) -> None:
 def test_promote_racing_a_delete_gets_a_status(server: ServerProcess, three_versions: Path) -> None:
     """Promote a fresh version while deleting it: one of them wins; the other gets FAILED_PRECONDITION or
     NOT_FOUND, never INTERNAL; the serving version answers and is listed."""
-    store = ModelStore(three_versions)
+    store = LocalModelStore(three_versions)
     first = store.open_version(MODEL, 1)
     codes: Counter[str] = Counter()
     with ThreadPoolExecutor(2) as pool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 from tuneserve.v1 import common_pb2, inference_pb2, model_pb2, training_pb2
 
 from .live import ServerProcess
@@ -97,13 +97,13 @@ def test_train_promote_then_retrain_swaps_under_load(empty_root: Path, tiny_base
             c.join(30)
         assert failures == []
         assert versions == {1, 2}
-        assert ModelStore(empty_root).serving_version("reviews") == 1
+        assert LocalModelStore(empty_root).serving_version("reviews") == 1
         # The serving version cannot be deleted; another can, and its number is not reused.
         with pytest.raises(grpc.RpcError) as refused:
             server.models.DeleteModelVersion(model_pb2.DeleteModelVersionRequest(name="reviews", version=1))
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         server.models.DeleteModelVersion(model_pb2.DeleteModelVersionRequest(name="reviews", version=2))
-        assert ModelStore(empty_root).versions("reviews") == [1]
+        assert LocalModelStore(empty_root).versions("reviews") == [1]
     finally:
         server.stop()
 
@@ -121,7 +121,7 @@ def test_gate_refuses_a_worse_model(empty_root: Path, tiny_base: Path) -> None:
         assert not done.promoted
         assert done.new_metrics["accuracy"] < done.baseline_metrics["accuracy"]
         assert "< baseline" in done.promotion_reason
-        assert ModelStore(empty_root).serving_version("gated") == 1
+        assert LocalModelStore(empty_root).serving_version("gated") == 1
         reply = server.inference.Classify(inference_pb2.ClassifyRequest(model="gated", texts=["great"]))
         assert reply.version == 1
         # Register-only never promotes a later version, even a good one.
@@ -138,8 +138,8 @@ def test_gate_refuses_a_worse_model(empty_root: Path, tiny_base: Path) -> None:
         assert done.state == SUCCEEDED and done.version == 3 and not done.promoted
         assert "REGISTER_ONLY" in done.promotion_reason
         # Retention (--keep-versions 2): the oldest version that does not serve is gone.
-        assert ModelStore(empty_root).versions("gated") == [1, 3]
-        assert ModelStore(empty_root).serving_version("gated") == 1
+        assert LocalModelStore(empty_root).versions("gated") == [1, 3]
+        assert LocalModelStore(empty_root).serving_version("gated") == 1
     finally:
         server.stop()
 
@@ -156,7 +156,7 @@ def test_cancel_stops_the_job_and_leaves_serving_alone(empty_root: Path, tiny_ba
         assert done.state == training_pb2.JOB_STATE_CANCELLED
         assert time.monotonic() - started < 20
         assert done.version == 0 and not done.promoted
-        assert ModelStore(empty_root).versions("cancelled") == []
+        assert LocalModelStore(empty_root).versions("cancelled") == []
         assert not job_pids(job.id)
         assert not leftovers(empty_root)
         # Cancelling a finished job changes nothing.
@@ -176,7 +176,7 @@ def test_killed_job_process_fails_the_job(empty_root: Path, tiny_base: Path) -> 
         done = wait_job(server, job.id, timeout=60)
         assert done.state == training_pb2.JOB_STATE_FAILED
         assert "signal 9" in done.error
-        assert ModelStore(empty_root).versions("killed") == []
+        assert LocalModelStore(empty_root).versions("killed") == []
         assert not leftovers(empty_root)
         # The server still trains: the next job for the model runs.
         assert server.training.Train(classification_request("killed", tiny_base, epochs=1)).job.id
@@ -201,7 +201,7 @@ def test_server_killed_mid_job_then_restarted(empty_root: Path, tiny_base: Path)
         failed = restarted.training.GetTrainingJob(training_pb2.GetTrainingJobRequest(job_id=running.id)).job
         assert failed.state == training_pb2.JOB_STATE_FAILED
         assert "server stopped" in failed.error
-        assert ModelStore(empty_root).versions("interrupted") == []
+        assert LocalModelStore(empty_root).versions("interrupted") == []
         done = wait_job(restarted, waiting.id)
         assert done.state == SUCCEEDED and done.promoted, done.error
         listed = restarted.training.ListTrainingJobs(training_pb2.ListTrainingJobsRequest()).jobs
@@ -275,7 +275,7 @@ def test_sigterm_mid_job_drains_and_fails_the_job(empty_root: Path, tiny_base: P
     try:
         done = restarted.training.GetTrainingJob(training_pb2.GetTrainingJobRequest(job_id=job.id)).job
         assert done.state == training_pb2.JOB_STATE_FAILED and "shut down" in done.error
-        assert ModelStore(empty_root).versions("drained") == []
+        assert LocalModelStore(empty_root).versions("drained") == []
     finally:
         restarted.stop()
 

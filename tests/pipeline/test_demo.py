@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from helpers import run_cli
+from tuneserve.localstore import LocalModelStore
 from tuneserve.pipeline.demo import DATA, DEMOS, SEED
-from tuneserve.repository import ModelStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_demo_logs_each_step_publishes_both_models_and_is_seeded(tiny_base: Path
     assert [e["model"] for e in events if e["step"] == "building"] == list(DEMOS)
     assert [line.split(":")[0] for line in first.stdout.splitlines()] == list(DEMOS)
 
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     for name, spec in DEMOS.items():
         manifest = store.open_version(name).manifest
         assert manifest.task == spec.task and manifest.max_length == spec.max_length

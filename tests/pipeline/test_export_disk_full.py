@@ -6,7 +6,7 @@ from pathlib import Path
 
 from helpers import run_cli
 from tinydisk import tiny_disk
-from tuneserve.repository import ModelStore
+from tuneserve.localstore import LocalModelStore
 
 
 def test_export_on_a_full_disk_is_an_error_line(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -19,5 +19,5 @@ def test_export_on_a_full_disk_is_an_error_line(trained: dict[str, Path], tmp_pa
         error = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
         assert error and "No space left on device" in error[0], result.stderr[-2000:]
         assert "nothing was published" in error[0]
-        assert ModelStore(root).versions("f") == []
+        assert LocalModelStore(root).versions("f") == []
         assert not list((root / "f").glob(".tmp-*"))

@@ -20,7 +20,8 @@ from tuneserve.encoding import encode_texts
 from tuneserve.exporter.export import ExportConfig, export, int8_rejection
 from tuneserve.exporter.quantize import FP32_FFN_OUTPUT_LAYERS
 from tuneserve.inference import OnnxModel
-from tuneserve.repository import STALE_STAGING_S, IntegrityError, ModelNotFoundError, ModelStore
+from tuneserve.localstore import LocalModelStore
+from tuneserve.repository import STALE_STAGING_S, IntegrityError, ModelNotFoundError
 
 TEXTS = ["the movie was great", "our dinner was awful and the service slow", "ok", "a joy " * 20]
 
@@ -40,7 +41,7 @@ def _torch_logits(checkpoint: Path, texts: list[str]) -> np.ndarray:
 
 
 def test_manifest_records_everything(model_store: Path) -> None:
-    store = ModelStore(model_store)
+    store = LocalModelStore(model_store)
     assert store.models() == ["tiny-ner", "tiny-sentiment", "tiny-sentiment-int8"]
     m = store.open_version("tiny-sentiment-int8").manifest
     assert (m.name, m.version, m.task, m.labels, m.max_length) == (
@@ -66,11 +67,11 @@ def test_manifest_records_everything(model_store: Path) -> None:
 
 def test_onnx_matches_pytorch(model_store: Path, trained: dict[str, Path]) -> None:
     expected = _torch_logits(trained["classification"], TEXTS)
-    fp32 = ModelStore(model_store).open_version("tiny-sentiment")
+    fp32 = LocalModelStore(model_store).open_version("tiny-sentiment")
     model = OnnxModel(fp32.path, fp32.manifest.onnx_file, 32)
     got = np.stack([model.logits(encode_texts(model.tokenizer, [t]))[0] for t in TEXTS])
     np.testing.assert_allclose(got, expected, atol=1e-4)
-    int8 = ModelStore(model_store).open_version("tiny-sentiment-int8")
+    int8 = LocalModelStore(model_store).open_version("tiny-sentiment-int8")
     qmodel = OnnxModel(int8.path, int8.manifest.onnx_file, 32)
     qgot = np.stack([qmodel.logits(encode_texts(qmodel.tokenizer, [t]))[0] for t in TEXTS])
     np.testing.assert_allclose(qgot, expected, atol=0.05)
@@ -81,7 +82,7 @@ def test_dynamic_int8_quantizes_only_weight_matmuls_outside_the_head_and_gelu_ou
 ) -> None:
     import onnx
 
-    folder = ModelStore(model_store).open_version("tiny-sentiment-int8").path
+    folder = LocalModelStore(model_store).open_version("tiny-sentiment-int8").path
     fp32 = onnx.load(str(folder / "model.onnx")).graph
     constants = {i.name for i in fp32.initializer} | {
         o for n in fp32.node if n.op_type == "Constant" for o in n.output
@@ -101,7 +102,7 @@ def test_dynamic_int8_quantizes_only_weight_matmuls_outside_the_head_and_gelu_ou
 
 def test_fp32_metrics_equal_torch_metrics(model_store: Path) -> None:
     for name in ("tiny-sentiment", "tiny-ner"):
-        metrics = ModelStore(model_store).open_version(name).manifest.metrics
+        metrics = LocalModelStore(model_store).open_version(name).manifest.metrics
         for key, value in metrics["torch"].items():
             assert metrics["onnx_fp32"][key] == pytest.approx(value, abs=1e-6), (name, key)
 
@@ -155,7 +156,7 @@ def test_failed_export_leaves_nothing(trained: dict[str, Path], tmp_path: Path) 
                 checkpoint=trained["classification"], model_root=tmp_path / "m", name="x", validation=bad
             )
         )
-    assert ModelStore(tmp_path / "m").versions("x") == []
+    assert LocalModelStore(tmp_path / "m").versions("x") == []
     assert not list((tmp_path / "m" / "x").glob(".tmp-*"))
 
 
@@ -178,7 +179,7 @@ def test_killed_export_leaves_nothing_loadable(trained: dict[str, Path], tmp_pat
     deadline = time.monotonic() + 120
     while not list(root.glob("k/.tmp-*/model.onnx")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     (staged,) = root.glob("k/.tmp-*")
     # A live writer's folder is never removed, however old it is allowed to be.
     for _ in range(200):
@@ -201,7 +202,7 @@ def test_export_cleans_stale_staging_folders(trained: dict[str, Path], tmp_path:
     old = time.time() - STALE_STAGING_S - 1
     os.utime(dead, (old, old))
     run_cli("export", trained["classification"], "--model-root", tmp_path, "--name", "k", "--quantize=none")
-    assert not dead.exists() and ModelStore(tmp_path).versions("k") == [1]
+    assert not dead.exists() and LocalModelStore(tmp_path).versions("k") == [1]
 
 
 def test_signed_export_opens_only_with_its_public_key(trained: dict[str, Path], tmp_path: Path) -> None:
@@ -210,12 +211,12 @@ def test_signed_export_opens_only_with_its_public_key(trained: dict[str, Path], 
     args = ["export", trained["classification"], "--model-root", root, "--name", "s", "--int8-target"]
     run_cli(*args, "avx512-vnni", "--tolerance", "100", env={"TUNESERVE_SIGNING_KEY": str(private)})
     run_cli(*args, "avx512", "--tolerance", "100")  # unsigned
-    store = ModelStore(root, verify_key=signing.load_public_key(public))
+    store = LocalModelStore(root, verify_key=signing.load_public_key(public))
     m = store.open_version("s", 1).manifest
     assert m.quantization.target == "avx512-vnni" and "int8 weights" in m.quantization.method
     with pytest.raises(IntegrityError, match="is not signed"):
         store.open_version("s", 2)
-    assert ModelStore(root).open_version("s", 2).manifest.quantization.target == "avx512"
+    assert LocalModelStore(root).open_version("s", 2).manifest.quantization.target == "avx512"
     bad = run_cli(*args, "avx2", "--signing-key", public, check=False)
     assert bad.returncode == 1 and "Error: " in bad.stderr
     assert "not an unencrypted PEM private key" in bad.stderr

@@ -16,6 +16,7 @@ import pytest
 
 from helpers import ed25519_key_files, run_cli
 from tuneserve import signing
+from tuneserve.localstore import LocalModelStore
 from tuneserve.repository import (
     MANIFEST_DIGEST,
     MANIFEST_SIGNATURE,
@@ -24,7 +25,6 @@ from tuneserve.repository import (
     IntegrityError,
     Manifest,
     ModelNotFoundError,
-    ModelStore,
     QuantizationInfo,
     StoreError,
 )
@@ -43,7 +43,7 @@ def _manifest() -> Manifest:
     )
 
 
-def _publish(store: ModelStore, name: str = "m", content: bytes = b"onnx") -> int:
+def _publish(store: LocalModelStore, name: str = "m", content: bytes = b"onnx") -> int:
     with store.staging(name) as staged:
         (staged / "model.onnx").write_bytes(content)
         (staged / "sub").mkdir()
@@ -52,7 +52,7 @@ def _publish(store: ModelStore, name: str = "m", content: bytes = b"onnx") -> in
 
 
 def test_publish_numbers_versions_and_serves_the_first(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     assert _publish(store) == 1
     assert _publish(store) == 2
     assert store.serving_version("m") == 1
@@ -63,7 +63,7 @@ def test_publish_numbers_versions_and_serves_the_first(tmp_path: Path) -> None:
 
 
 def test_manifest_without_pretokenizer_keeps_the_tokenizers_words(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     version = _publish(store)
     path = store.root / "m" / str(version) / "manifest.json"
     assert json.loads(path.read_text())["pretokenizer"] == "tokenizer"
@@ -76,7 +76,7 @@ def test_manifest_without_pretokenizer_keeps_the_tokenizers_words(tmp_path: Path
 
 
 def test_deleted_version_numbers_are_not_reused(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store), _publish(store)
     store.delete_version("m", 2)
     assert store.versions("m") == [1]
@@ -87,7 +87,7 @@ def test_a_version_deleted_while_it_is_read_is_not_found(tmp_path: Path, monkeyp
     """A reader racing a deletion gets ModelNotFoundError, never a bare OSError (the server's INTERNAL)."""
     from tuneserve import repository
 
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store), _publish(store)
     digest = repository._manifest_digest
 
@@ -101,14 +101,14 @@ def test_a_version_deleted_while_it_is_read_is_not_found(tmp_path: Path, monkeyp
 
 
 def test_serving_version_cannot_be_deleted(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     with pytest.raises(StoreError, match="is serving"):
         store.delete_version("m", 1)
 
 
 def test_set_serving_version_is_atomic_and_checked(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store), _publish(store)
     store.set_serving_version("m", 2)
     assert json.loads((tmp_path / "m" / "serving.json").read_text()) == {"version": 2}
@@ -118,7 +118,7 @@ def test_set_serving_version_is_atomic_and_checked(tmp_path: Path) -> None:
 
 
 def test_tampered_file_is_refused(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"evil")
     with pytest.raises(IntegrityError, match=r"checksum mismatch for model\.onnx"):
@@ -126,7 +126,7 @@ def test_tampered_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_torn_folder_is_refused(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     (tmp_path / "m" / "1" / "sub" / "x.txt").unlink()
     with pytest.raises(IntegrityError, match=r"sub/x.txt is missing"):
@@ -137,7 +137,7 @@ def test_torn_folder_is_refused(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     with pytest.raises(RuntimeError), store.staging("m") as staged:
         (staged / "model.onnx").write_bytes(b"half")
         raise RuntimeError("export crashed")
@@ -146,7 +146,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_clean_removes_old_leftovers_only(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     (tmp_path / "m" / ".tmp-dead").mkdir()
     assert store.clean() == []  # fresh: it may be a writer that has not locked its folder yet
@@ -158,7 +158,7 @@ def test_clean_removes_old_leftovers_only(tmp_path: Path) -> None:
 
 
 def test_clean_never_removes_a_live_writers_folder(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     for _ in range(50):
         with store.staging("m") as staged:
             (staged / "model.onnx").write_bytes(b"onnx")
@@ -177,8 +177,9 @@ def test_clean_racing_writers_in_other_processes_removes_none_of_theirs(tmp_path
     code = textwrap.dedent(
         """
         import sys
-        from tuneserve.repository import ModelStore, Manifest, QuantizationInfo
-        store = ModelStore(sys.argv[1])
+        from tuneserve.repository import Manifest, QuantizationInfo
+        from tuneserve.localstore import LocalModelStore
+        store = LocalModelStore(sys.argv[1])
         q = QuantizationInfo(requested="none", served="none")
         m = Manifest(name="m", task="classification", labels=["a", "b"], max_length=16, base_model="t",
                      onnx_file="model.onnx", quantization=q)
@@ -190,7 +191,7 @@ def test_clean_racing_writers_in_other_processes_removes_none_of_theirs(tmp_path
         """
     )
     writers = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)]) for _ in range(2)]
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     while any(w.poll() is None for w in writers):
         store.clean(older_than_s=0)
     assert [w.returncode for w in writers] == [0, 0]
@@ -200,7 +201,7 @@ def test_clean_racing_writers_in_other_processes_removes_none_of_theirs(tmp_path
 
 
 def test_bad_names_and_unknown_models(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     with pytest.raises(StoreError, match="invalid model name"), store.staging("../evil"):
         pass
     with pytest.raises(ModelNotFoundError, match="no serving version"):
@@ -223,7 +224,7 @@ def _edit_manifest(path: Path, change) -> None:
     ids=["renamed-label", "reversed-labels", "max-length"],
 )
 def test_an_edited_manifest_is_refused(tmp_path: Path, change) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     _edit_manifest(tmp_path / "m" / "1", change)
     with pytest.raises(IntegrityError, match=r"manifest\.json was changed after publishing"):
@@ -233,7 +234,7 @@ def test_an_edited_manifest_is_refused(tmp_path: Path, change) -> None:
 
 
 def test_the_manifest_digest_is_sha256sum_format_and_required(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path)
+    store = LocalModelStore(tmp_path)
     _publish(store)
     folder = tmp_path / "m" / "1"
     check = subprocess.run(["sha256sum", "-c", MANIFEST_DIGEST], cwd=folder, capture_output=True, text=True)
@@ -246,7 +247,7 @@ def test_the_manifest_digest_is_sha256sum_format_and_required(tmp_path: Path) ->
         store.open_version("m", 1)
 
 
-def _publish_signed(store: ModelStore, key: Path | None) -> int:
+def _publish_signed(store: LocalModelStore, key: Path | None) -> int:
     with store.staging("m") as staged:
         (staged / "model.onnx").write_bytes(b"onnx")
         signer = signing.load_private_key(key) if key else None
@@ -257,11 +258,11 @@ def test_a_store_with_a_verify_key_opens_only_versions_signed_by_its_private_key
     _, private, public = ed25519_key_files(tmp_path, "ours")
     _, other, _ = ed25519_key_files(tmp_path, "theirs")
     root = tmp_path / "store"
-    writer = ModelStore(root)
+    writer = LocalModelStore(root)
     assert _publish_signed(writer, private) == 1
     assert _publish_signed(writer, None) == 2
     assert _publish_signed(writer, other) == 3
-    reader = ModelStore(root, verify_key=signing.load_public_key(public))
+    reader = LocalModelStore(root, verify_key=signing.load_public_key(public))
     assert reader.open_version("m", 1).manifest.version == 1
     with pytest.raises(IntegrityError, match="is not signed"):
         reader.open_version("m", 2)
@@ -272,7 +273,10 @@ def test_a_store_with_a_verify_key_opens_only_versions_signed_by_its_private_key
     _edit_manifest(folder, lambda m: m["labels"].reverse())
     digest = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
     (folder / MANIFEST_DIGEST).write_text(f"{digest}  manifest.json\n")
-    assert ModelStore(root).open_version("m", 1).manifest.labels == ["b", "a"]  # the digest alone: fooled
+    assert LocalModelStore(root).open_version("m", 1).manifest.labels == [
+        "b",
+        "a",
+    ]  # the digest alone: fooled
     with pytest.raises(IntegrityError, match="does not verify"):
         reader.open_version("m", 1)
     (folder / MANIFEST_SIGNATURE).write_text(base64.b64encode(b"x" * 64).decode())
@@ -295,7 +299,7 @@ def test_seal_covers_intact_versions_of_an_older_store_and_refuses_torn_ones(tmp
     (and signatures) of intact versions only, and leaves covered versions alone."""
     _, private, public = ed25519_key_files(tmp_path)
     root = tmp_path / "store"
-    store = ModelStore(root)
+    store = LocalModelStore(root)
     for _ in range(3):
         _publish(store)
     for v in (1, 2):
@@ -314,6 +318,6 @@ def test_seal_covers_intact_versions_of_an_older_store_and_refuses_torn_ones(tmp
         {"name": "m", "version": 2, "sealed": True}
     ]
     assert (root / "m" / "3" / MANIFEST_DIGEST).read_bytes() == covered
-    reader = ModelStore(root, verify_key=signing.load_public_key(public))
+    reader = LocalModelStore(root, verify_key=signing.load_public_key(public))
     assert [reader.open_version("m", v).manifest.version for v in (1, 2)] == [1, 2]
     assert run_cli("seal", "--model-root", root).stdout == ""  # nothing left to seal

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from click.testing import CliRunner
+from pydantic import ValidationError
 
 from tuneserve.repository import Manifest, ModelVersion, QuantizationInfo
 from tuneserve.server import errors
@@ -35,6 +36,8 @@ CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
         (errors.Unimplemented, grpc.StatusCode.UNIMPLEMENTED),
         (errors.JobConflict, grpc.StatusCode.ALREADY_EXISTS),
         (errors.GateFailed, grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.ConcurrentChange, grpc.StatusCode.ABORTED),
+        (errors.StoreUnavailable, grpc.StatusCode.UNAVAILABLE),
         (errors.TuneserveError, grpc.StatusCode.INTERNAL),
     ],
 )
@@ -53,16 +56,16 @@ def test_settings_precedence_cli_then_env_then_default(monkeypatch: pytest.Monke
     ):
         monkeypatch.delenv(name, raising=False)
     default = build_settings({})
-    assert (default.port, default.metrics_port, default.model_root) == (50051, 9464, Path("models"))
+    assert (default.port, default.metrics_port, default.model_root) == (50051, 9464, "models")
     assert default.batch.max_queue == 512
     monkeypatch.setenv("TUNESERVE_PORT", "6000")
     monkeypatch.setenv("TUNESERVE_MODEL_ROOT", "/srv/models")
     monkeypatch.setenv("TUNESERVE_BATCH__MAX_QUEUE", "7")
     env = build_settings({"port": None, "batch__max_queue": None})
-    assert (env.port, env.model_root, env.batch.max_queue) == (6000, Path("/srv/models"), 7)
+    assert (env.port, env.model_root, env.batch.max_queue) == (6000, "/srv/models", 7)
     cli = build_settings({"port": 7000, "batch__max_queue": 9, "limits__max_text_bytes": 100})
     assert (cli.port, cli.batch.max_queue, cli.limits.max_text_bytes) == (7000, 9, 100)
-    assert cli.model_root == Path("/srv/models")  # not given on the command line: the environment's
+    assert cli.model_root == "/srv/models"  # not given on the command line: the environment's
     with pytest.raises(ValueError):
         Settings.load(port=70000)
     with pytest.raises(Exception, match="frozen"):
@@ -266,3 +269,16 @@ def test_serve_uses_the_classic_grpc_listener_by_default(given: str | None, expe
         [sys.executable, "-c", LISTENER], env=env, capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("root", ["gs://bucket/models", "foo://x", "s3:/models/root", "s3://"])
+def test_a_model_root_with_an_unknown_scheme_is_refused_not_a_local_folder(root: str) -> None:
+    with pytest.raises(ValidationError, match="model_root"):
+        build_settings({"model_root": root})
+
+
+def test_an_object_store_root_keeps_its_jobs_off_the_bucket() -> None:
+    settings = build_settings({"model_root": "s3://models/root"})
+    assert settings.model_root == "s3://models/root"
+    assert settings.store.root == "s3://models/root"
+    assert not str(settings.jobs_dir).startswith("s3:")
