@@ -8,8 +8,13 @@ PYTEST_ARGS ?=
 # grpcurl runs the README's grpcurl examples (tests/integration/test_readme.py); built into .bin/ with Go.
 GRPCURL_VERSION := v1.9.3
 GRPCURL := .bin/grpcurl-$(GRPCURL_VERSION)
+# MinIO, a real S3-compatible server for the s3:// model store tests (tests/s3server.py). Its build takes minutes
+# and the binary is about 150 MB, so it is cached per user, outside the checkout: repeat runs reuse it.
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+MINIO_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tuneserve/bin
+MINIO := $(MINIO_CACHE)/minio-$(MINIO_VERSION)
 
-.PHONY: install run demo test test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
+.PHONY: install run demo test minio test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -25,8 +30,8 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: lint $(GRPCURL)
-	GRPCURL=$(CURDIR)/$(GRPCURL) .venv/bin/pytest -q $(PYTEST_ARGS)
+test: lint $(GRPCURL) $(MINIO)
+	GRPCURL=$(CURDIR)/$(GRPCURL) MINIO=$(MINIO) .venv/bin/pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-go
 	$(MAKE) test-java
 
@@ -34,6 +39,18 @@ $(GRPCURL):
 	@command -v go >/dev/null 2>&1 || { echo "grpcurl is built with Go: install Go >= 1.24"; exit 1; }
 	GOBIN=$(CURDIR)/.bin/grpcurl-build go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION)
 	mv .bin/grpcurl-build/grpcurl $@ && rmdir .bin/grpcurl-build
+
+# `make minio` builds it alone. Into a fresh folder beside the target, then one mv: an interrupted or
+# concurrent build never leaves a partial binary under the cached name.
+minio: $(MINIO)
+
+$(MINIO):
+	@command -v go >/dev/null 2>&1 || { echo "MinIO is built with Go: install Go >= 1.24"; exit 1; }
+	mkdir -p $(MINIO_CACHE)
+	set -e; tmp=$$(mktemp -d $(MINIO_CACHE)/minio-build.XXXXXX); \
+	  trap 'rm -rf "$$tmp"' EXIT; \
+	  GOBIN="$$tmp" go install github.com/minio/minio@$(MINIO_VERSION); \
+	  mv "$$tmp/minio" $@
 
 # The Go client, against a live server with tiny models (clients/testserver.py, from .venv). -count=1: go's
 # test cache cannot see changes to the Python server, so a cached pass could hide a regression.
