@@ -1,13 +1,19 @@
-"""Shared fixtures: a tiny BERT built locally (random weights, the packaged tokenizer) and small data."""
+"""Shared fixtures: a tiny BERT built locally (random weights, the packaged tokenizer) and small data; a real
+S3-compatible server (MinIO) for the s3:// model stores."""
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from helpers import FIXTURES, run_cli
+from s3server import CLEARED_AWS_VARS, MinioServer, S3Store
 
 
 @pytest.fixture(scope="session")
@@ -99,3 +105,60 @@ def model_store(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
             "100",
         )
     return root
+
+
+def minio_binary() -> Path | None:
+    """MinIO: $MINIO (`make test` builds and caches it), else a cached build, else None."""
+    if os.environ.get("MINIO"):
+        return Path(os.environ["MINIO"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneserve" / "bin"
+    built = sorted(p for p in cache.glob("minio-*") if p.is_file())
+    return built[-1] if built else None
+
+
+@pytest.fixture(scope="session")
+def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """One MinIO server for the session, on loopback. Skipped without a binary, except in CI (CI=true)
+    where that fails: the s3:// tests must not pass there by not running."""
+    binary = minio_binary()
+    in_ci = os.environ.get("CI", "").lower() in ("true", "1", "yes")
+    if binary is None or not binary.is_file():
+        reason = (
+            f"no MinIO binary at $MINIO={binary}"
+            if binary is not None
+            else "MinIO is absent: set $MINIO, or `make minio` (part of `make test`) builds and caches it"
+        )
+        if in_ci or binary is not None:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    server = MinioServer(binary, tmp_path_factory.mktemp("minio"))
+    server.start()
+    yield server
+    server.stop()
+
+
+_buckets = itertools.count()
+
+
+@pytest.fixture()
+def s3_store(
+    minio: MinioServer, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3Store]:
+    """A new bucket per test, and this process's AWS_* variables pointing at it (so in-process store code and
+    subprocesses that inherit os.environ, like the live servers of tests/integration, find it)."""
+    if not minio.running:
+        minio.start()
+    for name in CLEARED_AWS_VARS:
+        monkeypatch.delenv(name, raising=False)
+    # Nor the user's ~/.aws files (a profile's addressing style or retry mode would change the client).
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    env = minio.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # Named after the test, for reading MinIO's data folder; 3-63 of [a-z0-9-].
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:48].strip("-")
+    bucket = minio.make_bucket(f"{stem or 't'}-{next(_buckets)}-{os.getpid()}")
+    yield S3Store(uri=f"s3://{bucket}/models", bucket=bucket, env=env, client=minio.client(), server=minio)
+    if not minio.running:
+        minio.start()
