@@ -54,7 +54,7 @@ class LocalModelStore(ModelStore):
         self.url = str(self.root)
         self.verify_key = verify_key
 
-    def models(self) -> list[str]:
+    def models(self, max_age_s: float = 0.0) -> list[str]:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name))

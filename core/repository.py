@@ -273,8 +273,9 @@ class ModelStore(ABC):
     verify_key: Ed25519PublicKey | None
 
     @abstractmethod
-    def models(self) -> list[str]:
-        """Model names, sorted."""
+    def models(self, max_age_s: float = 0.0) -> list[str]:
+        """Model names, sorted; a listing up to ``max_age_s`` old will do (an object store keeps one, so
+        that polls do not list the bucket each time)."""
 
     @abstractmethod
     def versions(self, name: str) -> list[int]:

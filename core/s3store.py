@@ -20,7 +20,7 @@ never read, and removed by ``clean()`` once untouched for ``STALE_STAGING_S``.
 Readers download a version into the local ``VersionCache`` (files in parallel), verify every checksum there
 as for a local folder, and only then use it; versions are immutable, so a verified cached copy is used
 again without touching the bucket. Polls cost one conditional GET per serving record (304 when unchanged);
-the model list is re-read at most every ``MODELS_TTL_S``.
+the poller asks for the model list with ``max_age_s``, so the bucket is listed only that often.
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 log = structlog.get_logger("tuneserve.s3store")
-MODELS_TTL_S = 30.0
 _NUMBER_TRIES = 50
 _NOT_MODIFIED = object()
 
@@ -106,9 +105,9 @@ class S3ModelStore(ModelStore):
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def models(self) -> list[str]:
+    def models(self, max_age_s: float = 0.0) -> list[str]:
         now = time.monotonic()
-        if self._models is not None and now - self._models[0] < MODELS_TTL_S:
+        if self._models is not None and now - self._models[0] < max_age_s:
             return list(self._models[1])
         try:
             names = sorted(

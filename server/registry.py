@@ -50,6 +50,7 @@ log = structlog.get_logger("tuneserve.server.registry")
 # after this backoff, doubled on each failure up to the maximum.
 RETRY_BACKOFF_S = 60.0
 RETRY_BACKOFF_MAX_S = 900.0
+MODELS_MAX_AGE_S = 30.0  # how stale the model list may be when following the store (new models)
 
 
 def _no_extra(runtime: OrtRuntime) -> Tokenizer | None:
@@ -209,8 +210,8 @@ class ModelRegistry:
         that fails to load is logged and counted; the version serving before goes on serving (or, with
         ``serve-previous``, the newest intact one before it). It is tried again when its files or the
         record change, or after a backoff."""
-        try:
-            names = await asyncio.to_thread(self.store.models)
+        try:  # new models are noticed within MODELS_MAX_AGE_S: a poll is not a listing
+            names = await asyncio.to_thread(self.store.models, MODELS_MAX_AGE_S)
         except (StoreError, OSError) as exc:
             self._store_failed(exc)
             return
