@@ -10,12 +10,22 @@ Then what each Deployment runs (check_workloads): its image is one of the Docker
 (`tuneserve:serve-cpu`, `serve-gpu`, `train`), it runs the image's entrypoint with `serve`, training is on
 in the trainer (the `train` image, one replica, Recreate) and explicitly off in every serving Deployment,
 and GPU settings come with an image that can use the GPU.
+
+And where the model store lives (check_storage): AWS credentials are never literal values or ConfigMap
+data. A local model root lies on a PersistentVolumeClaim that the serving pods and the trainer share. An
+s3:// model root (the object-store component) is the same in every pod, and with it no claim is
+ReadWriteMany, serving pods mount no claim, the trainer keeps its job store on a ReadWriteOnce claim, each
+pod takes its credentials from a Secret, and TUNESERVE_CACHE_DIR is an emptyDir whose sizeLimit has
+headroom over TUNESERVE_CACHE_MAX_BYTES.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import PurePosixPath
+from typing import NamedTuple
 
 import kubernetes_validate
 import yaml
@@ -36,6 +46,18 @@ ENDPOINT_FIELDS = {
     "port", "path", "scheme", "interval", "scrapeTimeout", "honorLabels", "params", "relabelings",
     "metricRelabelings", "tlsConfig", "authorization", "bearerTokenSecret",
 }  # fmt: skip
+# The model root of a container that sets none: the images' ENV (Dockerfile).
+IMAGE_MODEL_ROOT = "/models"
+# Never literal values in a manifest (or ConfigMap data): from a Secret, or from web identity (IRSA).
+AWS_SECRETS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+# The cache may pass TUNESERVE_CACHE_MAX_BYTES by the versions that serve (never evicted) while another
+# downloads; the kubelet evicts a pod whose emptyDir outgrows its sizeLimit.
+CACHE_HEADROOM = 1.25
+CLAIM_VOLUMES = ("persistentVolumeClaim", "ephemeral")
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E)?$")
+_UNITS = {None: 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18} | {
+    f"{p}i": 1024 ** (i + 1) for i, p in enumerate("KMGTPE")
+}
 
 
 def check_service_monitor(sm: dict, services: list[dict]) -> list[str]:
@@ -152,6 +174,165 @@ def check_workloads(docs: list[dict]) -> list[str]:
     return errors
 
 
+def quantity(text: object) -> float | None:
+    """Bytes of a Kubernetes quantity (``6Gi``, ``500M``, ``1024``); None if it is none."""
+    match = _QUANTITY.match(str(text))
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else None
+
+
+class Pod(NamedTuple):
+    """One tuneserve container of a workload, with its environment and its pod's volumes."""
+
+    where: str
+    component: str | None
+    container: dict
+    env: dict[str, str | None]
+    sources: dict[str, str]
+    volumes: dict[str, dict]
+
+
+def _from_config_maps(container: dict, docs: list[dict]) -> dict[str, str]:
+    """The variables a container's envFrom ConfigMaps (found in ``docs``) give it."""
+    config_maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    values = {}
+    for ref in container.get("envFrom") or []:
+        if "configMapRef" in ref:
+            data = (config_maps.get(ref["configMapRef"].get("name")) or {}).get("data") or {}
+            values |= {ref.get("prefix", "") + key: value for key, value in data.items()}
+    return values
+
+
+def effective_env(container: dict, docs: list[dict]) -> tuple[dict[str, str | None], dict[str, str]]:
+    """What a container's environment holds, as the kubelet builds it: ``(values, sources)``. envFrom
+    ConfigMaps (found in ``docs``) first, then ``env``, which overrides them. A source is ``literal``,
+    ``configMap``, ``secret`` or ``other`` (fieldRef, ...); values from Secrets and others are None."""
+    config_maps = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ConfigMap"}
+    values: dict[str, str | None] = dict(_from_config_maps(container, docs))
+    sources = dict.fromkeys(values, "configMap")
+    for e in container.get("env") or []:
+        name = e.get("name")
+        if "value" in e or "valueFrom" not in e:
+            values[name], sources[name] = e.get("value", ""), "literal"
+            continue
+        source = e["valueFrom"]
+        values[name] = None
+        sources[name] = (
+            "secret" if "secretKeyRef" in source else "configMap" if "configMapKeyRef" in source else "other"
+        )
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            values[name] = ((config_maps.get(ref.get("name")) or {}).get("data") or {}).get(ref.get("key"))
+    return values, sources
+
+
+def _mount(path: str, container: dict, volumes: dict[str, dict]) -> dict | None:
+    """The volume that ``path`` lies on (the longest mountPath above it), or None."""
+    found = None
+    for m in container.get("volumeMounts") or []:
+        mount = PurePosixPath(m.get("mountPath", "/"))
+        if PurePosixPath(path).is_relative_to(mount) and (
+            found is None or len(mount.parts) > len(PurePosixPath(found["mountPath"]).parts)
+        ):
+            found = m
+    return volumes.get(found.get("name")) if found else None
+
+
+def _claim_modes(volume: dict, claims: dict[str, dict]) -> list[str] | None:
+    """The access modes of a volume's claim: a PersistentVolumeClaim in ``claims``, or an ephemeral one."""
+    if "ephemeral" in volume:
+        template = (volume["ephemeral"] or {}).get("volumeClaimTemplate") or {}
+        return (template.get("spec") or {}).get("accessModes")
+    claim = claims.get((volume.get("persistentVolumeClaim") or {}).get("claimName")) or {}
+    return (claim.get("spec") or {}).get("accessModes")
+
+
+def _check_object_store_pod(pod: Pod, claims: dict[str, dict]) -> list[str]:
+    """One pod on an s3:// model root: no shared volume, credentials from a Secret, a bounded cache."""
+    errors = []
+    where, volumes, env = pod.where, pod.volumes, pod.env
+    claimed = {n: v for n, v in volumes.items() if any(k in v for k in CLAIM_VOLUMES)}
+    if pod.component != "training" and claimed:
+        errors.append(f"{where}: a serving pod mounts no volume claim, not {sorted(claimed)}")
+    if pod.component == "training":
+        for name, volume in claimed.items():
+            if (modes := _claim_modes(volume, claims)) not in (["ReadWriteOnce"], ["ReadWriteOncePod"]):
+                errors.append(f"{where}: volume {name} must be a ReadWriteOnce claim, not {modes}")
+        jobs = env.get("TUNESERVE_TRAINING__JOBS_DIR")
+        volume = _mount(jobs, pod.container, volumes) if jobs else None
+        if not volume or not any(k in volume for k in CLAIM_VOLUMES):
+            errors.append(f"{where}: TUNESERVE_TRAINING__JOBS_DIR ({jobs}) must lie on its own claim")
+    # With IRSA the Secret may be absent (optional), but the reference is where keys go.
+    from_secret = any(
+        "secretRef" in ref and not ref.get("prefix") for ref in pod.container.get("envFrom") or []
+    ) or all(pod.sources.get(k) == "secret" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"))
+    if not from_secret:
+        errors.append(f"{where}: AWS credentials must come from a Secret (envFrom or secretKeyRef)")
+    cache = env.get("TUNESERVE_CACHE_DIR")
+    volume = _mount(cache, pod.container, volumes) if cache else None
+    if not volume or "emptyDir" not in volume:
+        errors.append(f"{where}: TUNESERVE_CACHE_DIR ({cache}) must be an emptyDir mount")
+        return errors
+    size = (volume["emptyDir"] or {}).get("sizeLimit")
+    max_bytes = str(env.get("TUNESERVE_CACHE_MAX_BYTES"))
+    limit = quantity(size)
+    if not limit or not max_bytes.isdigit() or limit < CACHE_HEADROOM * int(max_bytes):
+        errors.append(
+            f"{where}: the cache emptyDir needs a sizeLimit ({size}) of at least {CACHE_HEADROOM} x "
+            f"TUNESERVE_CACHE_MAX_BYTES ({max_bytes})"
+        )
+    return errors
+
+
+def check_storage(docs: list[dict]) -> list[str]:
+    """Where the model store, the job store and the cache live, and where credentials come from."""
+    errors = []
+    claims = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "PersistentVolumeClaim"}
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap" and (leaked := sorted(AWS_SECRETS & set(doc.get("data") or {}))):
+            errors.append(f"ConfigMap {doc['metadata']['name']}: {leaked} belong in a Secret")
+    pods = []
+    for doc in docs:
+        if doc.get("kind") not in WORKLOAD_KINDS:
+            continue
+        label = f"{doc['kind']} {doc.get('metadata', {}).get('name')}"
+        component = (doc.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/component")
+        volumes = {v.get("name"): v for v in _pod_spec(doc).get("volumes") or []}
+        for container in _pod_spec(doc).get("containers") or []:
+            env, sources = effective_env(container, docs)
+            pod = Pod(
+                f"{label} container {container.get('name')}", component, container, env, sources, volumes
+            )
+            # A value in env hides the envFrom ConfigMap's (the base's /models would hide the bucket).
+            listed = {e.get("name") for e in container.get("env") or []}
+            if hidden := sorted(listed & set(_from_config_maps(container, docs))):
+                errors.append(f"{pod.where}: env {hidden} hides the value of its envFrom ConfigMap")
+            if literal := sorted(k for k in AWS_SECRETS & set(env) if sources[k] != "secret"):
+                errors.append(f"{pod.where}: {literal} must come from a Secret, not a literal or a ConfigMap")
+            if str(container.get("image", "")).partition(":")[0] == IMAGE:
+                pods.append(pod)
+    roots = {p.where: p.env.get("TUNESERVE_MODEL_ROOT") or IMAGE_MODEL_ROOT for p in pods}
+    if any(str(r).startswith("s3://") for r in roots.values()):
+        if len(set(roots.values())) != 1:
+            errors.append(f"the serving pods and the trainer must share one s3:// model root, not {roots}")
+        for name, claim in claims.items():
+            if "ReadWriteMany" in ((claim.get("spec") or {}).get("accessModes") or []):
+                errors.append(f"PersistentVolumeClaim {name}: ReadWriteMany with the model store in a bucket")
+        for pod in pods:
+            errors += _check_object_store_pod(pod, claims)
+        return errors
+    # A local model store: one claim that every pod mounts.
+    shared = set()
+    for pod in pods:
+        volume = _mount(roots[pod.where], pod.container, pod.volumes)
+        if not volume or "persistentVolumeClaim" not in volume:
+            errors.append(f"{pod.where}: the model root {roots[pod.where]} is on no PersistentVolumeClaim")
+        else:
+            shared.add(volume["persistentVolumeClaim"].get("claimName"))
+    if len(shared) > 1:
+        errors.append(f"the serving pods and the trainer must share one model store, not {sorted(shared)}")
+    return errors
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", "--kubernetes-version", action="append", default=None)
@@ -176,6 +357,7 @@ def main() -> int:
                 where = "/".join(str(p) for p in getattr(exc, "absolute_path", []))
                 errors.append(f"{label} (Kubernetes {version}) at /{where}: {getattr(exc, 'message', exc)}")
     errors += check_workloads(docs)
+    errors += check_storage(docs)
     for e in errors:
         print(e, file=sys.stderr)
     print(f"{len(docs)} objects, Kubernetes {', '.join(versions)}: {'FAILED' if errors else 'valid'}")

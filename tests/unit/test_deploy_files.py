@@ -293,7 +293,14 @@ def test_validator_knows_the_dockerfile_targets() -> None:
     assert set(_validator().TARGETS) == set(TARGETS) <= set(dockerfile_stages())
 
 
-@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+OVERLAYS = ["cpu", "gpu"]
+
+
+def test_every_overlay_is_tested() -> None:
+    assert sorted(p.name for p in (KUBE / "overlays").iterdir() if p.is_dir()) == sorted(OVERLAYS)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_overlay_runs_the_trainer_from_the_train_image(overlay: str) -> None:
     docs = _render(overlay)
     images = {
@@ -301,8 +308,10 @@ def test_each_overlay_runs_the_trainer_from_the_train_image(overlay: str) -> Non
         for d in docs
         if d["kind"] == "Deployment"
     }
-    assert images == {"tuneserve": [f"tuneserve:serve-{overlay}"], "tuneserve-trainer": ["tuneserve:train"]}
+    hardware = overlay.removeprefix("s3-")
+    assert images == {"tuneserve": [f"tuneserve:serve-{hardware}"], "tuneserve-trainer": ["tuneserve:train"]}
     assert _validator().check_workloads(docs) == []
+    assert _validator().check_storage(docs) == []
 
 
 def test_validator_refuses_a_trainer_without_torch_and_serving_with_training_on() -> None:
@@ -323,3 +332,31 @@ def test_validator_refuses_a_trainer_without_torch_and_serving_with_training_on(
     assert "not `tuneserve serve`" in errors
     by_name["tuneserve-trainer"]["spec"]["replicas"] = 2
     assert any("one replica" in e for e in validate.check_workloads(docs))
+
+
+def _deployments(docs: list[dict]) -> dict[str, tuple[dict, dict]]:
+    """Each Deployment's pod spec and its one container, by name."""
+    found = {}
+    for d in docs:
+        if d["kind"] == "Deployment":
+            pod = d["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            found[d["metadata"]["name"]] = (pod, container)
+    return found
+
+
+def test_validator_keeps_a_local_store_on_one_shared_claim() -> None:
+    validate = _validator()
+    docs = _render("cpu")
+    pod, container = _deployments(docs)["tuneserve"]
+    container["env"] = [e for e in container["env"] if e["name"] != "TUNESERVE_MODEL_ROOT"]
+    assert validate.check_storage(docs) == []  # the image's /models, on the claim
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "models"]
+    container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "models"]
+    assert "the model root /models is on no PersistentVolumeClaim" in "\n".join(validate.check_storage(docs))
+
+
+def test_quantity_reads_kubernetes_sizes() -> None:
+    quantity = _validator().quantity
+    assert quantity("6Gi") == 6 * 1024**3 and quantity("500M") == 500e6 and quantity("1024") == 1024
+    assert quantity("1.5Ki") == 1536 and quantity("6 GB") is None and quantity(None) is None
