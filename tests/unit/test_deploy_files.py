@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -274,8 +275,9 @@ def _validator() -> ModuleType:
     return module
 
 
-def _render(overlay: str) -> list[dict]:
-    """An overlay as `make deploy-check` renders it (the pinned kustomize), else as kubectl does."""
+def _render(overlay: str | Path) -> list[dict]:
+    """An overlay (a name under overlays/, or a folder) as `make deploy-check` renders it (the pinned
+    kustomize), else as kubectl does."""
     pinned = sorted((ROOT / ".bin").glob("kustomize-*"))
     if pinned:
         command = [str(pinned[-1]), "build"]
@@ -293,7 +295,7 @@ def test_validator_knows_the_dockerfile_targets() -> None:
     assert set(_validator().TARGETS) == set(TARGETS) <= set(dockerfile_stages())
 
 
-OVERLAYS = ["cpu", "gpu"]
+OVERLAYS = ["cpu", "gpu", "s3-cpu", "s3-gpu"]
 
 
 def test_every_overlay_is_tested() -> None:
@@ -343,6 +345,171 @@ def _deployments(docs: list[dict]) -> dict[str, tuple[dict, dict]]:
             (container,) = pod["containers"]
             found[d["metadata"]["name"]] = (pod, container)
     return found
+
+
+@pytest.mark.parametrize("overlay", ["s3-cpu", "s3-gpu"])
+def test_object_store_overlays_need_no_shared_volume(overlay: str) -> None:
+    """Serving pods: a bucket, credentials from a Secret, an emptyDir cache and no claim; the trainer: the
+    same bucket and its job store on a ReadWriteOnce claim; no ReadWriteMany claim anywhere."""
+    validate = _validator()
+    docs = _render(overlay)
+    claims = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert all(c["spec"]["accessModes"] == ["ReadWriteOnce"] for c in claims.values()), claims
+    roots = set()
+    for name, (pod, container) in _deployments(docs).items():
+        env, _ = validate.effective_env(container, docs)
+        roots.add(env["TUNESERVE_MODEL_ROOT"])
+        assert pod["serviceAccountName"] == "tuneserve"
+        assert {"secretRef": {"name": "tuneserve-s3", "optional": True}} in container["envFrom"]
+        assert not validate.AWS_SECRETS & set(env), "AWS keys come from the Secret only"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        cache = volumes[mounts[env["TUNESERVE_CACHE_DIR"]]]
+        assert validate.quantity(cache["emptyDir"]["sizeLimit"]) >= 1.25 * int(
+            env["TUNESERVE_CACHE_MAX_BYTES"]
+        )
+        claimed = [
+            v["persistentVolumeClaim"]["claimName"] for v in volumes.values() if "persistentVolumeClaim" in v
+        ]
+        if name == "tuneserve":
+            assert claimed == []
+        else:
+            assert claimed == ["tuneserve-jobs"] and "tuneserve-jobs" in claims
+            assert volumes[mounts[env["TUNESERVE_TRAINING__JOBS_DIR"]]]["persistentVolumeClaim"]
+            assert env["TUNESERVE_TRAINING__DATA_ROOT"].startswith("s3://")
+    ((root,),) = [roots]
+    assert root.startswith("s3://")
+
+
+def _set_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str | None]) -> None:
+    for key in [k for k in os.environ if k.startswith(("TUNESERVE_", "AWS_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if value is not None:
+            monkeypatch.setenv(key, value)
+
+
+def test_object_store_settings_are_the_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Read the trainer's and a replica's environment (ConfigMap and literals) through Settings: a
+    misspelt TUNESERVE_* name would be ignored, leaving the model store on a read-only local path. The
+    bucket is set as the README says, in an overlay of one's own; without it, start-up stops."""
+    validate = _validator()
+    docs = _render("s3-cpu")
+    _, container = _deployments(docs)["tuneserve"]
+    _set_env(monkeypatch, validate.effective_env(container, docs)[0])
+    with pytest.raises(ValueError, match="CHANGE-ME"):
+        Settings()
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(KUBE / "overlays" / "s3-cpu", tmp_path)],
+        "configMapGenerator": [
+            {
+                "name": "tuneserve-store",
+                "behavior": "merge",
+                "literals": [
+                    "TUNESERVE_MODEL_ROOT=s3://my-models/prod",
+                    "TUNESERVE_TRAINING__DATA_ROOT=s3://my-data/train",
+                ],
+            }
+        ],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    docs = _render(tmp_path)
+    for name, (_, container) in _deployments(docs).items():
+        env, _ = validate.effective_env(container, docs)
+        _set_env(monkeypatch, env)
+        settings = Settings()
+        assert settings.model_root == "s3://my-models/prod"
+        assert settings.store.root == env["TUNESERVE_MODEL_ROOT"]
+        assert str(settings.store.cache_dir) == env["TUNESERVE_CACHE_DIR"]
+        assert settings.cache_max_bytes == int(env["TUNESERVE_CACHE_MAX_BYTES"])
+        if name == "tuneserve-trainer":
+            assert settings.training.enabled
+            assert str(settings.jobs_dir) == env["TUNESERVE_TRAINING__JOBS_DIR"]
+            assert settings.training.data_root == "s3://my-data/train"
+        for key in [k for k in env if k.startswith("TUNESERVE_")]:
+            path = key.removeprefix("TUNESERVE_").lower().split("__")
+            assert path[0] in Settings.model_fields, f"{key} is no setting"
+            if len(path) == 2:
+                assert path[1] in type(getattr(settings, path[0])).model_fields, f"{key} is no setting"
+
+
+def _broken(change: Callable[[dict[str, tuple[dict, dict]], list[dict]], None]) -> str:
+    docs = _render("s3-cpu")
+    change(_deployments(docs), docs)
+    return "\n".join(_validator().check_storage(docs))
+
+
+def test_validator_refuses_a_shared_volume_with_the_object_store() -> None:
+    def serving_claim(deployments: dict, docs: list[dict]) -> None:
+        pod, container = deployments["tuneserve"]
+        pod["volumes"].append({"name": "jobs", "persistentVolumeClaim": {"claimName": "tuneserve-jobs"}})
+        container["volumeMounts"].append({"name": "jobs", "mountPath": "/jobs"})
+
+    def shared_jobs(deployments: dict, docs: list[dict]) -> None:
+        (claim,) = [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+        claim["spec"]["accessModes"] = ["ReadWriteMany"]
+
+    def jobs_on_cache(deployments: dict, docs: list[dict]) -> None:
+        _, container = deployments["tuneserve-trainer"]
+        for e in container["env"]:
+            if e["name"] == "TUNESERVE_TRAINING__JOBS_DIR":
+                e["value"] = "/var/cache/tuneserve/jobs"
+
+    assert "Deployment tuneserve container tuneserve: a serving pod mounts no volume claim" in _broken(
+        serving_claim
+    )
+    errors = _broken(shared_jobs)
+    assert "PersistentVolumeClaim tuneserve-jobs: ReadWriteMany" in errors
+    assert "volume jobs must be a ReadWriteOnce claim" in errors
+    assert "TUNESERVE_TRAINING__JOBS_DIR (/var/cache/tuneserve/jobs) must lie on its own claim" in _broken(
+        jobs_on_cache
+    )
+
+
+def test_validator_refuses_literal_credentials_and_a_local_root() -> None:
+    def literal_key(deployments: dict, docs: list[dict]) -> None:
+        _, container = deployments["tuneserve"]
+        container["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "not-a-secret"})
+        container["envFrom"] = [r for r in container["envFrom"] if "secretRef" not in r]
+
+    def key_in_config_map(deployments: dict, docs: list[dict]) -> None:
+        (config,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        config["data"]["AWS_ACCESS_KEY_ID"] = "AKIA..."
+
+    def local_root(deployments: dict, docs: list[dict]) -> None:
+        _, container = deployments["tuneserve"]
+        container["env"].append({"name": "TUNESERVE_MODEL_ROOT", "value": "/models"})
+
+    errors = _broken(literal_key)
+    assert "['AWS_SECRET_ACCESS_KEY'] must come from a Secret, not a literal" in errors
+    assert "Deployment tuneserve container tuneserve: AWS credentials must come from a Secret" in errors
+    errors = _broken(key_in_config_map)
+    assert "['AWS_ACCESS_KEY_ID'] belong in a Secret" in errors
+    assert "tuneserve-trainer container tuneserve: ['AWS_ACCESS_KEY_ID'] must come from a Secret" in errors
+    errors = _broken(local_root)
+    assert "must share one s3:// model root" in errors
+    assert "tuneserve: env ['TUNESERVE_MODEL_ROOT'] hides the value of its envFrom ConfigMap" in errors
+
+
+def test_validator_refuses_a_cache_off_its_emptydir_or_past_its_size_limit() -> None:
+    def no_cache_volume(deployments: dict, docs: list[dict]) -> None:
+        pod, container = deployments["tuneserve"]
+        pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "cache"]
+        container["volumeMounts"] = [m for m in container["volumeMounts"] if m["name"] != "cache"]
+
+    def tight_limit(deployments: dict, docs: list[dict]) -> None:
+        pod, _ = deployments["tuneserve-trainer"]
+        (cache,) = [v for v in pod["volumes"] if v["name"] == "cache"]
+        cache["emptyDir"]["sizeLimit"] = "4Gi"  # = TUNESERVE_CACHE_MAX_BYTES: no headroom
+
+    assert "tuneserve: TUNESERVE_CACHE_DIR (/var/cache/tuneserve) must be an emptyDir mount" in _broken(
+        no_cache_volume
+    )
+    assert "tuneserve-trainer container tuneserve: the cache emptyDir needs a sizeLimit (4Gi)" in _broken(
+        tight_limit
+    )
 
 
 def test_validator_keeps_a_local_store_on_one_shared_claim() -> None:
