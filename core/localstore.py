@@ -38,6 +38,7 @@ from tuneserve.repository import (
     check_name,
     sha256_file,
     verify,
+    verify_manifest,
 )
 
 if TYPE_CHECKING:
@@ -184,6 +185,17 @@ class LocalModelStore(ModelStore):
         except (OSError, IntegrityError) as exc:
             if not path.is_dir():  # deleted (renamed away) while it was being read
                 raise ModelNotFoundError(f"model {name!r} version {version} was just deleted") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"version {version} of {name!r} could not be read: {exc}") from exc
+            raise
+
+    def read_manifest(self, name: str, version: int) -> Manifest:
+        path = self.root / check_name(name) / str(version)
+        try:
+            return verify_manifest(path, self.verify_key)
+        except (OSError, IntegrityError) as exc:
+            if not path.is_dir():
+                raise ModelNotFoundError(f"model {name!r} has no version {version}") from exc
             if isinstance(exc, OSError):
                 raise StoreError(f"version {version} of {name!r} could not be read: {exc}") from exc
             raise

@@ -177,6 +177,21 @@ def _check_signature(path: Path, digest: str, key: Ed25519PublicKey) -> None:
 def verify(path: Path, verify_key: Ed25519PublicKey | None = None) -> ModelVersion:
     """Read a version folder's manifest, check its digest (and signature, with ``verify_key``) and every
     file's sha256; raise IntegrityError if anything is off."""
+    manifest = verify_manifest(path, verify_key)
+    for rel, expected in manifest.files.items():
+        file = path / rel
+        if not file.is_file():
+            raise IntegrityError(f"{path}: {rel} is missing")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise IntegrityError(
+                f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…)"
+            )
+    return ModelVersion(path=path, manifest=manifest)
+
+
+def verify_manifest(path: Path, verify_key: Ed25519PublicKey | None = None) -> Manifest:
+    """The manifest of the version folder ``path``, its digest (and signature) checked; not its files."""
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise IntegrityError(f"{path} has no {MANIFEST}: not a complete model version")
@@ -201,16 +216,7 @@ def verify(path: Path, verify_key: Ed25519PublicKey | None = None) -> ModelVersi
         )
     if not manifest.files:
         raise IntegrityError(f"{manifest_path} lists no files")
-    for rel, expected in manifest.files.items():
-        file = path / rel
-        if not file.is_file():
-            raise IntegrityError(f"{path}: {rel} is missing")
-        actual = sha256_file(file)
-        if actual != expected:
-            raise IntegrityError(
-                f"{path}: checksum mismatch for {rel} (manifest {expected[:12]}…, file {actual[:12]}…)"
-            )
-    return ModelVersion(path=path, manifest=manifest)
+    return manifest
 
 
 # -- the interface ------------------------------------------------------------------------------------
@@ -293,6 +299,11 @@ class ModelStore(ABC):
     @abstractmethod
     def open_version(self, name: str, version: int | None = None) -> ModelVersion:
         """Verify a version (the serving one when ``version`` is None) and return its local folder."""
+
+    @abstractmethod
+    def read_manifest(self, name: str, version: int) -> Manifest:
+        """A version's manifest, its digest (and signature) checked, without reading or fetching its files
+        (what listings show)."""
 
     @abstractmethod
     def delete_version(self, name: str, version: int) -> None:

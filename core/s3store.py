@@ -32,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -66,6 +67,7 @@ from tuneserve.repository import (
     check_name,
     sha256_file,
     verify,
+    verify_manifest,
 )
 
 if TYPE_CHECKING:
@@ -175,6 +177,19 @@ class S3ModelStore(ModelStore):
                     raise IntegrityError(str(exc).replace(str(folder), where)) from exc
             self.cache.evict(keep=self._in_use(name, version))
         return ModelVersion(path=self.cache.folder(name, version), manifest=opened.manifest)
+
+    def read_manifest(self, name: str, version: int) -> Manifest:
+        check_name(name)
+        cached = self.cache.lookup(name, version)
+        if cached is not None:
+            with contextlib.suppress(IntegrityError):
+                return verify_manifest(cached, self.verify_key)
+        with tempfile.TemporaryDirectory(dir=self.cache.scratch()) as tmp:
+            self._download(name, version, Path(tmp), files=False)
+            try:
+                return verify_manifest(Path(tmp), self.verify_key)
+            except IntegrityError as exc:
+                raise IntegrityError(str(exc).replace(tmp, f"{self.url}/{name}/{version}")) from exc
 
     def fingerprint(self, name: str, version: int) -> tuple[tuple[str, str], ...]:
         """Keys and ETags of the version's objects and of the serving record."""
@@ -354,7 +369,7 @@ class S3ModelStore(ModelStore):
         self._records[name] = (version, etag)
         self.cache.save_record(name, version)
 
-    def _download(self, name: str, version: int, folder: Path) -> None:
+    def _download(self, name: str, version: int, folder: Path, files: bool = True) -> None:
         """The version's manifest (missing: no such version), then its files in parallel."""
         try:
             self._fetch(self._key(name, f"{version}/{MANIFEST}"), folder / MANIFEST)
@@ -364,6 +379,8 @@ class S3ModelStore(ModelStore):
         for extra in (MANIFEST_DIGEST, MANIFEST_SIGNATURE):
             with contextlib.suppress(ModelNotFoundError):  # verify() says what is missing
                 self._fetch(self._key(name, f"{version}/{extra}"), folder / extra)
+        if not files:
+            return
         try:
             listed = json.loads((folder / MANIFEST).read_bytes()).get("files", {})
         except ValueError as exc:
@@ -492,6 +509,12 @@ class VersionCache:
 
     def folder(self, name: str, version: int) -> Path:
         return self.root / "versions" / name / str(version)
+
+    def scratch(self) -> Path:
+        """A folder for short-lived downloads (manifests read for listings)."""
+        path = self.root / "scratch"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def lookup(self, name: str, version: int) -> Path | None:
         folder = self.folder(name, version)

@@ -128,7 +128,10 @@ class Catalog:
         # always listed (from memory, even if another process removed its folder).
         live = self.registry.serving(name)
         serving = live.version if live else 0
-        versions = sorted({*await asyncio.to_thread(self.store.versions, name), serving} - {0})
+        # Listed from their manifests (files are checked when a version loads); one that failed to load
+        # here is left out, as it cannot serve.
+        failed = self.registry.failed_version(name)
+        versions = sorted({*await asyncio.to_thread(self.store.versions, name), serving} - {0, failed})
         infos = []
         for v in versions:
             manifest = await self._manifest(name, v)
@@ -163,9 +166,9 @@ class Catalog:
                 self._manifests[key] = loaded.runtime.manifest
             else:
                 try:
-                    self._manifests[key] = (
-                        await asyncio.to_thread(self.store.open_version, name, version)
-                    ).manifest
+                    self._manifests[key] = await asyncio.to_thread(self.store.read_manifest, name, version)
+                except StoreUnavailableError:
+                    raise
                 except StoreError as exc:
                     log.warning("version not listed", model=name, version=version, error=str(exc))
                     return None

@@ -177,6 +177,11 @@ class ModelRegistry:
             return failure.error
         return f"version {failure.version} failed to load: {failure.error}"
 
+    def failed_version(self, name: str) -> int:
+        """The version of ``name`` that last failed to load as its serving version (0: none)."""
+        failure = self._failures.get(name)
+        return failure.version if failure is not None else 0
+
     def loaded(self, name: str, version: int) -> LoadedVersion | None:
         return self._loaded.get((name, version))
 

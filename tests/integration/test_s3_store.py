@@ -199,3 +199,13 @@ def test_an_unreachable_store_is_an_error_but_a_start_can_use_the_cache(replica,
 def test_roots_with_another_scheme_are_refused(root: str) -> None:
     with pytest.raises(StoreError, match="s3://BUCKET/PREFIX"):
         open_store(root)
+
+
+def test_reading_a_manifest_fetches_no_model_files(replica) -> None:
+    writer = replica()
+    _publish(writer), _publish(writer)
+    reader = replica()
+    downloads = _downloads(reader)
+    assert reader.read_manifest("m", 2).version == 2
+    assert {k.rsplit("/", 1)[-1] for k in downloads} <= {"manifest.json", "manifest.sha256", "manifest.sig"}
+    assert reader.cache.versions("m") == []
