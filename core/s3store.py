@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -76,6 +77,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger("tuneserve.s3store")
 _NUMBER_TRIES = 50
 _NOT_MODIFIED = object()
+# Set by cached_reads(): reads the store cannot answer fall back to the cache, in that context only (the
+# poller's own reads, in another task, still fail and are counted).
+_OFFLINE_OK: contextvars.ContextVar[bool] = contextvars.ContextVar("tuneserve_offline_ok", default=False)
 
 
 class S3ModelStore(ModelStore):
@@ -103,7 +107,6 @@ class S3ModelStore(ModelStore):
         self._models: tuple[float, list[str]] | None = None
         self._downloads: dict[tuple[str, int], threading.Lock] = {}
         self._lock = threading.Lock()
-        self._offline_ok = False
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -118,7 +121,7 @@ class S3ModelStore(ModelStore):
                 if _NAME.match(found := common["Prefix"][len(self.prefix) :].rstrip("/"))
             )
         except StoreUnavailableError:
-            names = self.cache.models() if self._offline_ok else []
+            names = self.cache.models() if _OFFLINE_OK.get() else []
             if not names:  # start only from a cache that holds serving versions
                 raise
             log.warning("object store unreachable: starting from the cache", store=self.url, models=names)
@@ -129,7 +132,7 @@ class S3ModelStore(ModelStore):
         try:
             return sorted(self._listed_versions(name)[0])
         except StoreUnavailableError:
-            if not self._offline_ok:
+            if not _OFFLINE_OK.get():
                 raise
             return self.cache.versions(name)
 
@@ -138,7 +141,7 @@ class S3ModelStore(ModelStore):
         try:
             got = self._get(self._key(name, SERVING), if_none_match=record[1] if record else None)
         except StoreUnavailableError:
-            cached = self.cache.load_record(name) if self._offline_ok else None
+            cached = self.cache.load_record(name) if _OFFLINE_OK.get() else None
             if cached is None:
                 raise
             log.warning("object store unreachable: serving the cached record", model=name, version=cached)
@@ -204,11 +207,11 @@ class S3ModelStore(ModelStore):
 
     @contextlib.contextmanager
     def cached_reads(self) -> Iterator[None]:
-        self._offline_ok = True
+        token = _OFFLINE_OK.set(True)  # a context variable: only this task (and its to_thread calls)
         try:
             yield
         finally:
-            self._offline_ok = False
+            _OFFLINE_OK.reset(token)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -424,8 +427,16 @@ class S3ModelStore(ModelStore):
             return str(self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)["ETag"])
 
     def _upload(self, path: Path, key: str) -> None:
-        with self._errors(f"uploading {key}"):
-            self._s3.upload_file(str(path), self.bucket, key)
+        from boto3.exceptions import S3UploadFailedError
+
+        try:
+            with self._errors(f"uploading {key}"):
+                self._s3.upload_file(str(path), self.bucket, key)
+        except S3UploadFailedError as exc:  # s3transfer's wrapper names the local file: keep only S3's reason
+            reason = str(exc).rsplit(": ", 1)[-1] if ": " in str(exc) else str(exc)
+            cause = exc.__cause__ or exc.__context__
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if cause else ""
+            raise StoreError(f"uploading s3://{self.bucket}/{key} failed: {code} {reason}".strip()) from exc
 
     def _fetch(self, key: str, path: Path, missing_ok: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

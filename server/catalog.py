@@ -62,20 +62,22 @@ class Catalog:
             )
         size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         after = _decode_token(page_token)
-        names = [n for n in await asyncio.to_thread(self.store.models) if n > after]
-        page = names[:size]
-        models = [await self._describe(n) for n in page]
+        with self.store.cached_reads():  # an object store that is down: what this replica last saw
+            names = [n for n in await asyncio.to_thread(self.store.models) if n > after]
+            page = names[:size]
+            models = [await self._describe(n) for n in page]
         next_token = _encode_token(page[-1]) if len(names) > size else ""
         return models, next_token
 
     async def get(self, name: str) -> ModelInfo:
         if not name:
             raise InvalidInput("name is required: the name of a model (ListModels lists them)")
-        models = await asyncio.to_thread(self.store.models)
-        if name not in models:
-            known = ", ".join(models) or "none"
-            raise ModelNotFound(f"model {name[:80]!r} is not in the model store; known models: {known}")
-        return await self._describe(name)
+        with self.store.cached_reads():  # an object store that is down: what this replica last saw
+            models = await asyncio.to_thread(self.store.models)
+            if name not in models:
+                known = ", ".join(models) or "none"
+                raise ModelNotFound(f"model {name[:80]!r} is not in the model store; known models: {known}")
+            return await self._describe(name)
 
     async def set_serving(self, name: str, version: int) -> ModelInfo:
         """Promote or roll back: ``version`` is loaded, verified and warmed, then serves (atomically)."""
