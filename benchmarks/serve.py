@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,13 @@ class Bare:
 
 
 class Server:
-    def __init__(self, model_root: Path, threads: int) -> None:
+    def __init__(
+        self,
+        model_root: Path | str,
+        threads: int,
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.started = time.perf_counter()
         cmd = [
             sys.executable,
@@ -136,9 +143,10 @@ class Server:
             "0",
             "--intra-op-threads",
             str(threads),
+            *extra_args,
         ]
-        env = {**os.environ, "TUNESERVE_LOG_LEVEL": "info"}
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+        environ = {**os.environ, **(env or {}), "TUNESERVE_LOG_LEVEL": "info"}
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=environ)
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             if '"listening"' in line:
