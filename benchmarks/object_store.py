@@ -17,8 +17,9 @@ files are read after each start: a warm start must leave them unchanged.
 
 Promotion: two replicas over the bucket, each with a cache of its own and ``--store-poll-interval`` set to
 ``--poll-interval``. The serving sentiment version is published again as new versions; for each, replica A
-gets ``SetServingVersion`` and the clock runs until replica B answers a Classify from that version (B polls
-every 5 ms). The figure is the poll wait (uniform in 0..interval) plus B's download and load of the version.
+gets ``SetServingVersion`` and the clock runs until replica B answers a Classify from that version (B is
+called every 5 ms). ``leader_set_serving_s`` is A's own download, load and switch; the figure for B is the
+poll wait (uniform in 0..interval) plus B's download and load of the version.
 
 Figures go to ``--out`` as JSON. Nothing here asserts: it measures.
 """
@@ -146,6 +147,7 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
     leader = start(uri, env, work / "cache-a", poll_s)
     follower = start(uri, env, work / "cache-b", poll_s)
     seconds: list[float] = []
+    leader_seconds: list[float] = []
     try:
         with (
             grpc.insecure_channel(f"127.0.0.1:{leader.port}") as a,
@@ -156,14 +158,14 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
             for version in numbers:
                 started = time.perf_counter()
                 models.SetServingVersion(
-                    model_pb2.SetServingVersionRequest(model=MODEL, version=version), timeout=120
+                    model_pb2.SetServingVersionRequest(name=MODEL, version=version), timeout=120
                 )
-                promoted = time.perf_counter() - started
+                leader_seconds.append(time.perf_counter() - started)
                 while answering_version(classify_b) != version:
                     time.sleep(0.005)
                 seconds.append(time.perf_counter() - started)
                 print(
-                    f"version {version}: leader {promoted:.2f} s, follower answering after "
+                    f"version {version}: leader {leader_seconds[-1]:.2f} s, follower answering after "
                     f"{seconds[-1]:.2f} s",
                     file=sys.stderr,
                 )
@@ -172,6 +174,7 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
         follower.stop()
     return {
         "poll_interval_s": poll_s,
+        "leader_set_serving_s": [round(s, 3) for s in leader_seconds],
         "seconds": [round(s, 3) for s in seconds],
         "median_s": round(statistics.median(seconds), 3),
         "max_s": round(max(seconds), 3),
