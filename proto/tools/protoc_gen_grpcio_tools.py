@@ -7,7 +7,9 @@ stdin, runs grpcio-tools' protoc on the same descriptors with ``--python_out``, 
 
 buf's descriptors carry ``json_name`` on every field, which protoc leaves unset when it compiles the
 sources itself (as ``proto/generate.sh`` does). It is cleared here so that both ways produce byte-identical
-files; the protobuf runtime derives the same JSON names either way. Used by ``proto/buf.gen.yaml``.
+files; the protobuf runtime derives the same JSON names either way. The Open Inference Protocol's files
+(package ``inference``) go to ``tuneserve/oip/`` with their import rewritten, as ``proto/generate.sh`` does.
+Used by ``proto/buf.gen.yaml``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ def _clear_json_names(messages: list[descriptor_pb2.DescriptorProto]) -> None:
         for field in [*message.field, *message.extension]:
             field.ClearField("json_name")
         _clear_json_names(list(message.nested_type))
+
+
+def _relocate(name: str, content: str) -> tuple[str, str]:
+    """``inference/*`` (the Open Inference Protocol) becomes ``tuneserve/oip/*``, as in generate.sh."""
+    if not name.startswith("inference/"):
+        return name, content
+    content = content.replace("\nfrom inference import ", "\nfrom tuneserve.oip import ")
+    return "tuneserve/oip/" + name.removeprefix("inference/"), content
 
 
 def main() -> int:
@@ -55,7 +65,8 @@ def main() -> int:
             response.error = "grpcio-tools protoc failed (see its messages above)"
         else:
             for path in sorted(p for p in out.rglob("*") if p.is_file()):
-                response.file.add(name=path.relative_to(out).as_posix(), content=path.read_text())
+                name, content = _relocate(path.relative_to(out).as_posix(), path.read_text())
+                response.file.add(name=name, content=content)
     sys.stdout.buffer.write(response.SerializeToString())
     return 0
 
