@@ -3,7 +3,8 @@
 Start-up: the port is bound and health answers NOT_SERVING at once; the serving version of every model is
 then loaded and warmed up, and only then does health say SERVING (overall "" and per service). Each model
 has its own health entry, the service name being the model's name: SERVING while a version of it serves.
-With ``strict_readiness``, overall health and InferenceService stay NOT_SERVING while any model has no
+With ``strict_readiness``, overall health, InferenceService and the Open Inference Protocol's
+GRPCInferenceService (``openinference.py``, on the same port) stay NOT_SERVING while any model has no
 version serving (its serving version failed to load); ModelService stays SERVING so it can be fixed. Two log
 lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M, "tls": T, "auth": A}``
 (T: off, tls or mtls, see ``tls.py``; A: off, privileged or all, see ``auth.py``) and, once ready,
@@ -31,6 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from tuneserve import signing
+from tuneserve.oip import open_inference_grpc_pb2_grpc
 from tuneserve.repository import StoreError, open_store
 from tuneserve.server import reflection, tls
 from tuneserve.server.auth import Authenticator
@@ -39,6 +41,8 @@ from tuneserve.server.dataplane import DataPlane
 from tuneserve.server.errors import TrainingUnavailable
 from tuneserve.server.interceptors import ServerInterceptor, Traffic
 from tuneserve.server.metrics import Metrics, MetricsServer
+from tuneserve.server.openinference import SERVICE as OPEN_INFERENCE
+from tuneserve.server.openinference import OpenInferenceServicer
 from tuneserve.server.registry import ModelRegistry
 from tuneserve.server.servicer import (
     DisabledTrainingServicer,
@@ -63,7 +67,7 @@ INFERENCE = inference_pb2.DESCRIPTOR.services_by_name["InferenceService"].full_n
 MODEL = model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name
 TRAINING = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
 # Services that report SERVING once the models are loaded; TrainingService too when this server can train.
-READY_SERVICES = ("", INFERENCE, MODEL)
+READY_SERVICES = ("", INFERENCE, OPEN_INFERENCE, MODEL)
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -122,6 +126,10 @@ class App:
             self._server,
         )
         catalog = Catalog(self.store, self.models)
+        open_inference_grpc_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+            OpenInferenceServicer(dataplane, catalog, self.traffic.drain_started, settings.strict_readiness),
+            self._server,
+        )
         model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(catalog), self._server)
         self.training: Training | None = None
         reason = unavailable_reason(settings)
@@ -139,7 +147,7 @@ class App:
             training_servicer = DisabledTrainingServicer(reason or "training is off on this server")
         training_pb2_grpc.add_TrainingServiceServicer_to_server(training_servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable(self._server, [INFERENCE, MODEL, TRAINING, health.SERVICE_NAME])
+        reflection.enable(self._server, [INFERENCE, OPEN_INFERENCE, MODEL, TRAINING, health.SERVICE_NAME])
 
     async def start(self) -> None:
         """Bind the ports and start answering (health: NOT_SERVING until ``load`` is done)."""
@@ -203,7 +211,7 @@ class App:
             await self.health.set(name, SERVING if self.models.serving(name) else NOT_SERVING)
         down = self.models.down()
         ready = not (self.settings.strict_readiness and down)
-        for service in ("", INFERENCE):
+        for service in ("", INFERENCE, OPEN_INFERENCE):
             await self.health.set(service, SERVING if ready else NOT_SERVING)
 
     async def _unload_idle(self, idle: float) -> None:

@@ -10,7 +10,7 @@ With tokens configured::
     ModelService SetServingVersion, DeleteModelVersion      admin token
     any other tuneserve RPC not listed below                admin token (new RPCs are privileged until listed)
     InferenceService, ModelService ListModels and GetModel  nothing, or a read or admin token when
-                                                            ``require_token_for_inference`` is set
+    inference.GRPCInferenceService (Open Inference Protocol) ``require_token_for_inference`` is set
     health, reflection                                      never checked (the interceptor passes them by)
 
 Clients send ``authorization: Bearer <token>`` metadata (the scheme is case-insensitive). No token, a
@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tuneserve.oip import open_inference_grpc_pb2
 from tuneserve.server.errors import PermissionDenied, Unauthenticated
 from tuneserve.server.settings import AuthSettings, ConfigError
 from tuneserve.v1 import inference_pb2, model_pb2
@@ -53,6 +54,7 @@ def _methods(descriptor: Any, service: str, names: Collection[str] | None = None
 # The RPCs a read token may call; every other intercepted RPC needs an admin token.
 READ_METHODS = frozenset(
     _methods(inference_pb2.DESCRIPTOR, "InferenceService")
+    + _methods(open_inference_grpc_pb2.DESCRIPTOR, "GRPCInferenceService")
     + _methods(model_pb2.DESCRIPTOR, "ModelService", ("ListModels", "GetModel"))
 )
 

@@ -59,6 +59,7 @@ class ClassifyOutput:
     model: str
     version: int
     results: list[classify.ClassResult]
+    labels: tuple[str, ...] = ()  # the model's labels, in its own order
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class DataPlane:
             logits = await loaded.batcher.submit(rows, deadline, ticket)
             m = loaded.runtime.manifest
             results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
-        return ClassifyOutput(req.model, loaded.version, results)
+        return ClassifyOutput(req.model, loaded.version, results, tuple(m.labels))
 
     async def extract_entities(
         self,
@@ -126,6 +127,15 @@ class DataPlane:
                 req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
             )
         return ExtractOutput(req.model, loaded.version, results)
+
+    async def task(self, model: str, version: int = 0) -> str:
+        """The task ("classification" or "ner") of the version a request for ``model`` would run on;
+        ``ModelNotFound`` or ``ModelNotReady`` as for the request itself."""
+        if version < 0:
+            raise InvalidInput(
+                f"version is {version}: use 0 for the serving version, or a positive version number"
+            )
+        return (await self.registry.get(model, version)).task
 
     def _texts(self, model: str, version: int, texts: Sequence[str]) -> tuple[str, int, list[str]]:
         if not model:

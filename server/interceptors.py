@@ -7,9 +7,10 @@
   message quotes.
 
 While draining (after SIGTERM), new calls are refused with UNAVAILABLE; health and reflection are not
-intercepted, so probes see NOT_SERVING rather than an error. With tokens configured, each call's bearer
-token is checked (``auth.py``) before it runs: UNAUTHENTICATED or PERMISSION_DENIED, counted like any
-other status.
+intercepted, so probes see NOT_SERVING rather than an error (the Open Inference Protocol's ServerLive,
+ServerReady and ModelReady are intercepted but still answered, with ready false). With tokens configured,
+each call's bearer token is checked (``auth.py``) before it runs: UNAUTHENTICATED or PERMISSION_DENIED,
+counted like any other status.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
 LOG_NAME = "tuneserve.server.rpc"
 log = structlog.get_logger(LOG_NAME)
 _PASS_THROUGH = ("/grpc.health.", "/grpc.reflection.")
+# The Open Inference Protocol's health RPCs still answer while draining (ServerReady and ModelReady then say
+# false), so that a V2 probe sees "not ready" rather than an error, as grpc.health probes do.
+_ANSWERED_WHILE_DRAINING = frozenset(
+    f"/inference.GRPCInferenceService/{m}" for m in ("ServerLive", "ServerReady", "ModelReady")
+)
 
 
 class Traffic:
@@ -152,7 +158,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return h._replace(stream_stream=self._stream_stream(full, h.stream_stream))
 
     def _model_label(self, request: Any) -> str:
-        name = getattr(request, "model", None) or getattr(request, "name", None) or ""
+        name = (
+            getattr(request, "model", None)
+            or getattr(request, "name", None)
+            or getattr(request, "model_name", None)  # the Open Inference Protocol's ModelInfer
+            or ""
+        )
         if not name:
             return ""
         return name if self.is_known_model(name) else UNKNOWN_MODEL
@@ -160,7 +171,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _begin(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
         """Start the call's bookkeeping, or raise (counted) if draining or the token does not allow it."""
         call = _Call(full.rsplit("/", 1)[-1], self._model_label(request))
-        if self.traffic.draining:
+        if self.traffic.draining and full not in _ANSWERED_WHILE_DRAINING:
             call.code = grpc.StatusCode.UNAVAILABLE
             self._finish(call, counted=False)
             raise ModelNotReady(

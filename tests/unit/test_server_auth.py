@@ -120,6 +120,9 @@ def test_which_rpc_needs_what() -> None:
         "/tuneserve.v1.InferenceService/ExtractEntitiesStream",
         "/tuneserve.v1.ModelService/ListModels",
         "/tuneserve.v1.ModelService/GetModel",
+    } | {
+        f"/inference.GRPCInferenceService/{m}"
+        for m in ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
     }
     assert expected_reads == auth.READ_METHODS
     for method in auth.READ_METHODS:
