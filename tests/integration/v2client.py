@@ -1,0 +1,102 @@
+"""NVIDIA's tritonclient.grpc, run in a child process against a live server: JSON calls on stdin, JSON
+answers on stdout.
+
+A child process because tritonclient registers its own copy of the Open Inference Protocol (package
+``inference``) in protobuf's default descriptor pool, which then refuses the server's copy
+(``tuneserve.oip``): the two cannot be imported by one process, and the test process imports the server's
+modules. ``run`` is the test side; ``main`` the child's.
+
+Each call is ``{"op": ..., ...}``; each answer a JSON object, or ``{"error": {"status", "message"}}``
+when tritonclient raised ``InferenceServerException``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+
+def run(target: str, calls: list[dict[str, Any]], timeout: float = 120.0) -> list[dict[str, Any]]:
+    """Make ``calls`` with tritonclient.grpc against ``target`` in a child process; their answers."""
+    result = subprocess.run(
+        [sys.executable, __file__, target],
+        input=json.dumps(calls),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers: list[dict[str, Any]] = json.loads(result.stdout)
+    return answers
+
+
+def _value(array: Any) -> Any:
+    """A numpy output as JSON: BYTES elements decoded as UTF-8."""
+    if array.dtype == object:
+        return [_value(a) if getattr(a, "dtype", None) is not None else a.decode() for a in array]
+    return array.tolist()
+
+
+def _call(client: Any, call: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    op = call["op"]
+    if op == "live":
+        return {"live": client.is_server_live()}
+    if op == "ready":
+        return {"ready": client.is_server_ready()}
+    if op == "model_ready":
+        return {"ready": client.is_model_ready(call["model"], call.get("version", ""))}
+    if op == "server_metadata":
+        return dict(client.get_server_metadata(as_json=True))
+    if op == "model_metadata":
+        return dict(client.get_model_metadata(call["model"], call.get("version", ""), as_json=True))
+    if op == "infer":
+        texts = call["texts"]
+        shape = call.get("shape", [len(texts)])
+        datatype = call.get("datatype", "BYTES")
+        data = np.array(texts, dtype=object if datatype == "BYTES" else np.float32).reshape(shape)
+        tensor = grpcclient.InferInput(call.get("name", "text"), shape, datatype)
+        tensor.set_data_from_numpy(data)
+        outputs = [grpcclient.InferRequestedOutput(n) for n in call.get("outputs", [])]
+        result = client.infer(
+            call["model"],
+            [tensor],
+            model_version=call.get("version", ""),
+            outputs=outputs or None,
+            request_id=call.get("id", ""),
+            parameters=call.get("parameters"),
+        )
+        response = result.get_response()
+        return {
+            "model_name": response.model_name,
+            "model_version": response.model_version,
+            "id": response.id,
+            "outputs": {o.name: _value(result.as_numpy(o.name)) for o in response.outputs},
+            "shapes": {o.name: list(o.shape) for o in response.outputs},
+            "datatypes": {o.name: o.datatype for o in response.outputs},
+        }
+    raise ValueError(f"unknown op {op!r}")
+
+
+def main() -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    calls = json.load(sys.stdin)
+    client = grpcclient.InferenceServerClient(sys.argv[1])
+    answers = []
+    for call in calls:
+        try:
+            answers.append(_call(client, call))
+        except InferenceServerException as exc:
+            answers.append({"error": {"status": exc.status(), "message": exc.message()}})
+    client.close()
+    json.dump(answers, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
