@@ -10,6 +10,9 @@ For each variant of one exported classification model (int8 as exported, and its
   concurrency 1, 8 and 32 (p50, p99 per call, calls/s), from a Python grpc.aio load generator and, when
   ghz is installed (``go install github.com/bojand/ghz/cmd/ghz@v0.121.0``), from ghz too, side by side: a
   Go load generator on one core costs the shared 2 cores less per call than Python does;
+- the same load over the Open Inference Protocol (KServe V2 ``ModelInfer``, the text as a raw BYTES tensor
+  as tritonclient sends it, on the same port), from the same load generators (``server_v2``,
+  ``server_v2_ghz``), so that both protocols are measured against the same bare figures;
 - cold start: process start until health reports SERVING; server RSS after loading and its peak.
 - C=1 and bare batch 1 once more, in alternating rounds (``--rounds``), as the median of per-round
   ratios: the machine's speed drift then cancels out of the C=1 target. Each round also measures C=1
@@ -42,11 +45,14 @@ from typing import Any
 
 import grpc
 import numpy as np
+from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tuneserve.encoding import encode_texts
 from tuneserve.inference import OnnxModel
 from tuneserve.localstore import LocalModelStore
+from tuneserve.oip import open_inference_grpc_pb2 as v2_pb2
+from tuneserve.oip import open_inference_grpc_pb2_grpc as v2_pb2_grpc
 from tuneserve.server.tasks import classify
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc
 
@@ -183,11 +189,31 @@ class Server:
         return code
 
 
-async def load(port: int, model: str, texts: list[str], concurrency: int, seconds: float) -> dict[str, float]:
+def v2_request(model: str, text: str) -> v2_pb2.ModelInferRequest:
+    """A V2 ModelInfer request for one text, raw as tritonclient sends it (4-byte length, then UTF-8)."""
+    data = text.encode()
+    return v2_pb2.ModelInferRequest(
+        model_name=model,
+        inputs=[v2_pb2.ModelInferRequest.InferInputTensor(name="text", datatype="BYTES", shape=[1])],
+        raw_input_contents=[len(data).to_bytes(4, "little") + data],
+    )
+
+
+async def load(
+    port: int, model: str, texts: list[str], concurrency: int, seconds: float, protocol: str = "v1"
+) -> dict[str, float]:
+    """``protocol``: "v1" (tuneserve.v1 Classify) or "v2" (Open Inference Protocol ModelInfer)."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        for text in texts[:50]:  # warm up the connection and the model
-            await stub.Classify(inference_pb2.ClassifyRequest(model=model, texts=[text]))
+        if protocol == "v2":
+            v2 = v2_pb2_grpc.GRPCInferenceServiceStub(channel)
+            requests = [v2_request(model, t) for t in texts]
+            call: Any = v2.ModelInfer
+        else:
+            v1 = inference_pb2_grpc.InferenceServiceStub(channel)
+            requests = [inference_pb2.ClassifyRequest(model=model, texts=[t]) for t in texts]
+            call = v1.Classify
+        for request in requests[:50]:  # warm up the connection and the model
+            await call(request)
         latencies: list[float] = []
         stop_at = time.perf_counter() + seconds
 
@@ -195,7 +221,7 @@ async def load(port: int, model: str, texts: list[str], concurrency: int, second
             i = k
             while time.perf_counter() < stop_at:
                 t0 = time.perf_counter()
-                await stub.Classify(inference_pb2.ClassifyRequest(model=model, texts=[texts[i % len(texts)]]))
+                await call(requests[i % len(requests)])
                 latencies.append(time.perf_counter() - t0)
                 i += concurrency
 
@@ -212,18 +238,29 @@ def find_ghz(given: str | None) -> str | None:
 
 
 def load_ghz(
-    ghz: str, port: int, model: str, texts: list[str], concurrency: int, seconds: float, work: Path
+    ghz: str,
+    port: int,
+    model: str,
+    texts: list[str],
+    concurrency: int,
+    seconds: float,
+    work: Path,
+    protocol: str = "v1",
 ) -> dict[str, float]:
     """The same load from ghz (the .proto files of this repository, one connection, one CPU for ghz)."""
-    data = work / "ghz-data.json"
-    data.write_text(json.dumps([{"model": model, "texts": [t]} for t in texts]))
-    proto = [
-        "--import-paths",
-        str(ROOT / "proto"),
-        "--proto",
-        str(ROOT / "proto/tuneserve/v1/inference.proto"),
-    ]
-    base = [ghz, "--insecure", *proto, "--call", "tuneserve.v1.InferenceService/Classify", "-D", str(data)]
+    data = work / f"ghz-data-{protocol}.json"
+    if protocol == "v2":
+        requests = [json_format.MessageToDict(v2_request(model, t)) for t in texts]
+        proto_file, method = (
+            "proto/inference/open_inference_grpc.proto",
+            "inference.GRPCInferenceService/ModelInfer",
+        )
+    else:
+        requests = [{"model": model, "texts": [t]} for t in texts]
+        proto_file, method = "proto/tuneserve/v1/inference.proto", "tuneserve.v1.InferenceService/Classify"
+    data.write_text(json.dumps(requests))
+    proto = ["--import-paths", str(ROOT / "proto"), "--proto", str(ROOT / proto_file)]
+    base = [ghz, "--insecure", *proto, "--call", method, "-D", str(data)]
     base += ["--connections", "1", "--cpus", "1", "-O", "json", f"127.0.0.1:{port}"]
     subprocess.run([*base, "-n", "200", "-c", "1"], check=True, capture_output=True)  # warm up
     run = subprocess.run(
@@ -262,11 +299,16 @@ def measure_server(
     for c in (1, 8, 32):
         result["server"][f"c{c}"] = asyncio.run(load(server.port, name, texts, c, seconds))
         print(f"[{label}] c={c}: {result['server'][f'c{c}']}", file=sys.stderr)
+    result["server_v2"] = {}
+    for c in (1, 8, 32):
+        result["server_v2"][f"c{c}"] = asyncio.run(load(server.port, name, texts, c, seconds, "v2"))
+        print(f"[{label}] V2 ModelInfer c={c}: {result['server_v2'][f'c{c}']}", file=sys.stderr)
     if ghz:
-        result["server_ghz"] = {}
-        for c in (1, 8, 32):
-            result["server_ghz"][f"c{c}"] = load_ghz(ghz, server.port, name, texts, c, seconds, work)
-            print(f"[{label}] ghz c={c}: {result['server_ghz'][f'c{c}']}", file=sys.stderr)
+        for key, protocol in (("server_ghz", "v1"), ("server_v2_ghz", "v2")):
+            result[key] = {}
+            for c in (1, 8, 32):
+                result[key][f"c{c}"] = load_ghz(ghz, server.port, name, texts, c, seconds, work, protocol)
+                print(f"[{label}] ghz {protocol} c={c}: {result[key][f'c{c}']}", file=sys.stderr)
     result["rss_after_load"] = server.rss_mb()
 
 
@@ -295,29 +337,31 @@ def paired_c1(
     rounds: int,
 ) -> dict[str, Any]:
     """C=1 against bare batch 1 in alternating rounds: one pass of bare batch 1, then 4 s of C=1 calls to
-    the reference server and 4 s to the server.
+    the reference server, 4 s to the server (tuneserve.v1) and 4 s to it over V2 ModelInfer.
 
     This machine's speed drifts by up to 2x within minutes; a ratio taken from two measurements minutes
     apart carries that drift, the median of per-round ratios far less of it. The reference server's ratio
     is the floor: what gRPC, the load generator and running in a server cost, with no serving logic.
     """
 
-    def c1(port: int) -> float:
+    def c1(port: int, protocol: str = "v1") -> float:
         if ghz:
-            return load_ghz(ghz, port, name, texts, 1, 4.0, work)["p50_ms"]
-        return asyncio.run(load(port, name, texts, 1, 4.0))["p50_ms"]
+            return load_ghz(ghz, port, name, texts, 1, 4.0, work, protocol)["p50_ms"]
+        return asyncio.run(load(port, name, texts, 1, 4.0, protocol))["p50_ms"]
 
     out: list[dict[str, float]] = []
     for _ in range(rounds):
         b1 = bare.measure(1)["p50_ms"]
-        ref, c1_ms = c1(reference.port), c1(server.port)
+        ref, c1_ms, v2_ms = c1(reference.port), c1(server.port), c1(server.port, "v2")
         out.append(
             {
                 "bare_batch1_p50_ms": b1,
                 "reference_c1_p50_ms": ref,
                 "server_c1_p50_ms": c1_ms,
+                "server_v2_c1_p50_ms": v2_ms,
                 "reference_ratio": round(ref / b1, 3),
                 "ratio": round(c1_ms / b1, 3),
+                "v2_ratio": round(v2_ms / b1, 3),
             }
         )
         print(f"[paired] {out[-1]}", file=sys.stderr)
@@ -325,6 +369,7 @@ def paired_c1(
         "load_generator": "ghz" if ghz else "python grpc.aio",
         "rounds": out,
         "median_ratio": round(float(np.median([r["ratio"] for r in out])), 3),
+        "v2_median_ratio": round(float(np.median([r["v2_ratio"] for r in out])), 3),
         "reference_median_ratio": round(float(np.median([r["reference_ratio"] for r in out])), 3),
     }
 
@@ -436,7 +481,12 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
         "cold_start_s": {"value": r["cold_start_s"], "target": "< 3", "met": r["cold_start_s"] < 3},
         "peak_rss_mb": {"value": peak, "target": "< 500", "met": peak < 500},
     }
-    for key, suffix in (("server", ""), ("server_ghz", "_ghz")):
+    for key, suffix in (
+        ("server", ""),
+        ("server_ghz", "_ghz"),
+        ("server_v2", "_v2"),
+        ("server_v2_ghz", "_v2_ghz"),
+    ):
         if key in r:
             found |= {k + suffix: v for k, v in load_targets(r["bare"], r[key]).items()}
     if "paired_c1" in r:
@@ -444,6 +494,9 @@ def targets(r: dict[str, Any]) -> dict[str, Any]:
         found["c1_p50_over_bare_batch1_p50_paired"] = c1_target(paired["median_ratio"]) | {
             "load_generator": paired["load_generator"],
             "reference_server": paired["reference_median_ratio"],
+        }
+        found["v2_c1_p50_over_bare_batch1_p50_paired"] = c1_target(paired["v2_median_ratio"]) | {
+            "load_generator": paired["load_generator"]
         }
     return found
 
