@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+import trustme
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from tuneserve.oip import open_inference_grpc_pb2 as pb
@@ -246,13 +247,20 @@ def test_metrics_and_reflection(server: ServerProcess) -> None:
     assert "inference.GRPCInferenceService" in services
 
 
-def test_auth_applies(model_store: Path) -> None:
+def test_tls_and_auth_apply(model_store: Path, tmp_path: Path) -> None:
+    """V2 calls go through the same TLS and bearer-token checks as tuneserve.v1's."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "server.key")
+    for blob in cert.cert_chain_pems:
+        blob.write_to_path(tmp_path / "server.pem", append=True)
     proc = ServerProcess(
         model_store,
-        "--auth-inference",
-        "--intra-op-threads",
-        "1",
+        *("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key")),
+        *("--auth-inference", "--intra-op-threads", "1"),
         env={"TUNESERVE_AUTH__READ_TOKENS": "v2-token"},
+        credentials=grpc.ssl_channel_credentials(ca.cert_pem.bytes()),
     )
     try:
         request = pb.ModelInferRequest(
@@ -265,6 +273,14 @@ def test_auth_applies(model_store: Path) -> None:
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
         reply = stub(proc).ModelInfer(request, timeout=30, metadata=[("authorization", "Bearer v2-token")])
         assert reply.model_name == "tiny-sentiment"
+        call = {"op": "infer", "model": "tiny-sentiment", "texts": ["hi"]}
+        ca_file = str(tmp_path / "ca.pem")
+        [refused] = v2client.run(proc.target, [call], ca_file=ca_file)
+        assert refused["error"]["status"] == "StatusCode.UNAUTHENTICATED"
+        [answer] = v2client.run(
+            proc.target, [call], ca_file=ca_file, headers={"authorization": "Bearer v2-token"}
+        )
+        assert answer["model_name"] == "tiny-sentiment" and answer["outputs"]["label"]
     finally:
         proc.stop()
 

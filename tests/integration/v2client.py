@@ -18,10 +18,20 @@ import sys
 from typing import Any
 
 
-def run(target: str, calls: list[dict[str, Any]], timeout: float = 120.0) -> list[dict[str, Any]]:
-    """Make ``calls`` with tritonclient.grpc against ``target`` in a child process; their answers."""
+def run(
+    target: str,
+    calls: list[dict[str, Any]],
+    ca_file: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> list[dict[str, Any]]:
+    """Make ``calls`` with tritonclient.grpc against ``target`` in a child process; their answers.
+
+    ``ca_file``: speak TLS, trusting that CA; ``headers``: metadata sent with every call.
+    """
+    options = json.dumps({"ca_file": ca_file, "headers": headers})
     result = subprocess.run(
-        [sys.executable, __file__, target],
+        [sys.executable, __file__, target, options],
         input=json.dumps(calls),
         capture_output=True,
         text=True,
@@ -39,21 +49,22 @@ def _value(array: Any) -> Any:
     return array.tolist()
 
 
-def _call(client: Any, call: dict[str, Any]) -> dict[str, Any]:
+def _call(client: Any, call: dict[str, Any], headers: dict[str, str] | None) -> dict[str, Any]:
     import numpy as np
     import tritonclient.grpc as grpcclient
 
     op = call["op"]
     if op == "live":
-        return {"live": client.is_server_live()}
+        return {"live": client.is_server_live(headers=headers)}
     if op == "ready":
-        return {"ready": client.is_server_ready()}
+        return {"ready": client.is_server_ready(headers=headers)}
     if op == "model_ready":
-        return {"ready": client.is_model_ready(call["model"], call.get("version", ""))}
+        return {"ready": client.is_model_ready(call["model"], call.get("version", ""), headers=headers)}
     if op == "server_metadata":
-        return dict(client.get_server_metadata(as_json=True))
+        return dict(client.get_server_metadata(headers=headers, as_json=True))
     if op == "model_metadata":
-        return dict(client.get_model_metadata(call["model"], call.get("version", ""), as_json=True))
+        version = call.get("version", "")
+        return dict(client.get_model_metadata(call["model"], version, headers=headers, as_json=True))
     if op == "infer":
         texts = call["texts"]
         shape = call.get("shape", [len(texts)])
@@ -69,6 +80,7 @@ def _call(client: Any, call: dict[str, Any]) -> dict[str, Any]:
             outputs=outputs or None,
             request_id=call.get("id", ""),
             parameters=call.get("parameters"),
+            headers=headers,
         )
         response = result.get_response()
         return {
@@ -87,11 +99,13 @@ def main() -> None:
     from tritonclient.utils import InferenceServerException
 
     calls = json.load(sys.stdin)
-    client = grpcclient.InferenceServerClient(sys.argv[1])
+    options = json.loads(sys.argv[2])
+    ca_file = options["ca_file"]
+    client = grpcclient.InferenceServerClient(sys.argv[1], ssl=ca_file is not None, root_certificates=ca_file)
     answers = []
     for call in calls:
         try:
-            answers.append(_call(client, call))
+            answers.append(_call(client, call, options["headers"]))
         except InferenceServerException as exc:
             answers.append({"error": {"status": exc.status(), "message": exc.message()}})
     client.close()
