@@ -47,7 +47,6 @@ Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 INPUT = "text"
 EXPECTED_INPUT = f"{INPUT!r} (BYTES, shape [N] or [N, 1]: one UTF-8 string per text)"
-OUTPUTS = {"classification": ("label", "score", "scores"), "ner": ("entities",)}
 PLATFORM = "tuneserve"
 _PARAMETERS = {"classification": ("top_k",), "ner": ("aggregation", "min_score")}
 Outputs: TypeAlias = dict[str, tuple[v2tensors.OutputTensor, bytes | None]]
