@@ -19,7 +19,8 @@ Promotion: two replicas over the bucket, each with a cache of its own and ``--st
 ``--poll-interval``. The serving sentiment version is published again as new versions; for each, replica A
 gets ``SetServingVersion`` and the clock runs until replica B answers a Classify from that version (B is
 called every 5 ms). ``leader_set_serving_s`` is A's own download, load and switch; the figure for B is the
-poll wait (uniform in 0..interval) plus B's download and load of the version.
+poll wait (uniform in 0..interval: each promotion waits a random part of an interval first) plus B's
+download and load of the version; ``after_leader_s`` counts from A's answer.
 
 Figures go to ``--out`` as JSON. Nothing here asserts: it measures.
 """
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -142,12 +144,15 @@ def answering_version(stub: inference_pb2_grpc.InferenceServiceStub) -> int:
     return reply.version
 
 
-def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: float) -> dict[str, Any]:
+def promotions(
+    uri: str, env: dict[str, str], work: Path, count: int, poll_s: float, rng: random.Random
+) -> dict[str, Any]:
     numbers = republish(uri, work / "cache-publisher", count)
     leader = start(uri, env, work / "cache-a", poll_s)
     follower = start(uri, env, work / "cache-b", poll_s)
     seconds: list[float] = []
     leader_seconds: list[float] = []
+    after_leader: list[float] = []
     try:
         with (
             grpc.insecure_channel(f"127.0.0.1:{leader.port}") as a,
@@ -156,6 +161,9 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
             models = model_pb2_grpc.ModelServiceStub(a)
             classify_b = inference_pb2_grpc.InferenceServiceStub(b)
             for version in numbers:
+                # Each promotion at a random phase of B's polls: right after B's last switch, the phase
+                # would be the same every time (B sleeps an interval after each poll and load).
+                time.sleep(rng.uniform(0, poll_s))
                 started = time.perf_counter()
                 models.SetServingVersion(
                     model_pb2.SetServingVersionRequest(name=MODEL, version=version), timeout=120
@@ -164,6 +172,7 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
                 while answering_version(classify_b) != version:
                     time.sleep(0.005)
                 seconds.append(time.perf_counter() - started)
+                after_leader.append(seconds[-1] - leader_seconds[-1])
                 print(
                     f"version {version}: leader {leader_seconds[-1]:.2f} s, follower answering after "
                     f"{seconds[-1]:.2f} s",
@@ -178,6 +187,8 @@ def promotions(uri: str, env: dict[str, str], work: Path, count: int, poll_s: fl
         "seconds": [round(s, 3) for s in seconds],
         "median_s": round(statistics.median(seconds), 3),
         "max_s": round(max(seconds), 3),
+        "after_leader_s": [round(s, 3) for s in after_leader],
+        "after_leader_median_s": round(statistics.median(after_leader), 3),
     }
 
 
@@ -190,6 +201,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--promotions", type=int, default=5)
     parser.add_argument("--poll-interval", type=float, default=2.0, help="The replicas' store poll interval.")
+    parser.add_argument("--seed", type=int, default=0, help="Seeds the promotions' random phases.")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "object_store.json")
     args = parser.parse_args()
 
@@ -207,7 +219,9 @@ def main() -> None:
             result = {
                 "models": sizes,
                 "startup": startups(args.model_root, uri, env, work, args.rounds),
-                "promotion": promotions(uri, env, work, args.promotions, args.poll_interval),
+                "promotion": promotions(
+                    uri, env, work, args.promotions, args.poll_interval, random.Random(args.seed)
+                ),
             }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
