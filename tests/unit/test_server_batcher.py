@@ -435,7 +435,7 @@ async def test_rows_are_checked_again_right_before_each_run() -> None:
     def run(rows: Sequence[Row]) -> np.ndarray:
         out = fake(rows)
         if rows[0].ids[0] == 1:
-            time.sleep(0.5)  # the short run outlasts the long row's deadline
+            time.sleep(2.5)  # the short run outlasts the long row's deadline
         return out
 
     batcher = Batcher(run, settings())
@@ -446,7 +446,8 @@ async def test_rows_are_checked_again_right_before_each_run() -> None:
     await asyncio.sleep(0.01)
     loop = asyncio.get_running_loop()
     short = asyncio.ensure_future(batcher.submit([row(1, length=4), row(2, length=5)]))
-    long = asyncio.ensure_future(batcher.submit([row(3, length=60)], deadline=loop.time() + 0.3))
+    # A deadline long enough to be admitted even when a busy host measured a slow drain rate above.
+    long = asyncio.ensure_future(batcher.submit([row(3, length=60)], deadline=loop.time() + 2.0))
     await asyncio.sleep(0.01)
     fake.gate.set()
     await asyncio.gather(blocker, short)
