@@ -10,6 +10,10 @@ exporter's manifest): by default at the tokenizer's pre-tokenizer, ``@user``/B-P
 
 A checkpoint folder holds the model, its tokenizer, ``training.json`` (everything the exporter needs),
 ``metrics.json`` (per-epoch history) and ``training_curve.png``.
+
+Under torchrun (``launch.py``) the same function runs in every rank: rank 0 evaluates (the result is
+broadcast, so early stopping and the best epoch agree), decides about cancellation, reports progress and
+writes every file; the other ranks only train (``distributed.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -61,6 +66,7 @@ from tuneserve.encoding import (
 from tuneserve.evaluation import evaluate, gold_matrix
 from tuneserve.progress import CancelFn, Cancelled, Progress, ProgressFn, never, no_progress
 from tuneserve.quality import primary_metric
+from tuneserve.trainer import distributed
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +115,8 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     examples_per_second: float = 0.0
+    world_size: int = 1
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # DDP: where each rank stopped
 
 
 def resolve_base(base: str | None) -> str:
@@ -183,19 +191,30 @@ class _EvalTrainer(Trainer):
         self._evaluate_fn = evaluate_fn
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
-        self.model.eval()
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self._evaluate_fn(self.model).items()}
-        self.model.train()
+        metrics: dict | None = None
+        if distributed.is_main():  # the plain module, not the DDP wrapper: no collective inside
+            self.model.eval()
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in self._evaluate_fn(self.model).items()}
+            self.model.train()
+        metrics = distributed.broadcast(metrics)  # every rank stops early and keeps the same best epoch
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
+    def _load_best_model(self) -> None:
+        # Only rank 0 saves (and had the best checkpoint written); the other ranks' weights are not kept.
+        if distributed.is_main():
+            super()._load_best_model()
+
 
 class _Reporter(TrainerCallback):
-    """Turns Trainer events into Progress reports, history entries and cancellation."""
+    """Turns Trainer events into Progress reports, history entries and cancellation. In a DDP run every
+    rank keeps the history, but only rank 0 reports, logs and asks ``should_cancel`` (its answer is
+    broadcast each step, so that all ranks stop at the same one)."""
 
     def __init__(self, on_progress: ProgressFn, should_cancel: CancelFn, bar: bool) -> None:
-        self.on_progress, self.should_cancel, self.show_bar = on_progress, should_cancel, bar
+        self.main = distributed.is_main()
+        self.on_progress, self.should_cancel, self.show_bar = on_progress, should_cancel, bar and self.main
         self.bar: tqdm | None = None
         self.loss: float | None = None
         self.losses: list[tuple[int, float]] = []
@@ -221,11 +240,12 @@ class _Reporter(TrainerCallback):
         if self.bar:
             self.bar.set_postfix(epoch=f"{state.epoch or 0:.2f}", loss=self.loss, refresh=False)
             self.bar.update(1)
-        if self.should_cancel():
+        if distributed.agree(self.main and self.should_cancel()):
             raise Cancelled("training was cancelled")
-        self.on_progress(
-            Progress("training", state.global_step, state.max_steps, state.epoch or 0.0, self.loss)
-        )
+        if self.main:
+            self.on_progress(
+                Progress("training", state.global_step, state.max_steps, state.epoch or 0.0, self.loss)
+            )
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -243,10 +263,13 @@ class _Reporter(TrainerCallback):
             **clean,
         }
         self.history.append(entry)
-        log.info("evaluated", **entry)
-        self.on_progress(
-            Progress("evaluating", state.global_step, state.max_steps, state.epoch or 0.0, self.loss, clean)
-        )
+        if self.main:
+            log.info("evaluated", **entry)
+            self.on_progress(
+                Progress(
+                    "evaluating", state.global_step, state.max_steps, state.epoch or 0.0, self.loss, clean
+                )
+            )
 
 
 def _features_classification(rows: list[Row], gold: np.ndarray, multi_label: bool) -> list[dict]:
@@ -309,16 +332,23 @@ def train(
     set_seed(config.seed)
     hf_logging.set_verbosity_error()
     logs.adopt_library_loggers()  # transformers' warnings as log records, not plain text on stderr
-    device = _device(config.device)
+    device = distributed.setup(_device(config.device))
+    main, world = distributed.is_main(), distributed.world_size()
     base = resolve_base(config.base)
     multi_label, labels, train_set, valid_set = _load_data(config)
     metric = primary_metric(config.task, multi_label)
     output = Path(config.output)
-    output.mkdir(parents=True, exist_ok=True)
+    if main:
+        output.mkdir(parents=True, exist_ok=True)
 
     hf_tokenizer = AutoTokenizer.from_pretrained(base, use_fast=True)
-    hf_tokenizer.save_pretrained(output)
-    tokenizer = load_tokenizer(output, config.max_length)
+    if main:
+        hf_tokenizer.save_pretrained(output)
+        tokenizer = load_tokenizer(output, config.max_length)
+    else:  # the same tokenizer, read back from a private folder: only rank 0 writes into the output
+        with tempfile.TemporaryDirectory(prefix="tuneserve-rank-") as private:
+            hf_tokenizer.save_pretrained(private)
+            tokenizer = load_tokenizer(private, config.max_length)
     label_ids = {label: i for i, label in enumerate(labels)}
     model_kwargs = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label_ids}
     if config.task == "ner":
@@ -351,17 +381,21 @@ def train(
     trainable = _freeze(model, config.freeze)
     amp_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     precision = ("bf16" if amp_bf16 else "fp16") if device.type == "cuda" else "fp32"
-    log.info(
-        "training",
-        task=config.task,
-        base=base,
-        device=str(device),
-        precision=precision,
-        examples=len(train_set),
-        features=len(features),
-        labels=len(labels),
-        trainable_params=trainable,
-    )
+    effective_batch = config.batch_size * config.gradient_accumulation * world
+    if main:
+        log.info(
+            "training",
+            task=config.task,
+            base=base,
+            device=str(device),
+            precision=precision,
+            examples=len(train_set),
+            features=len(features),
+            labels=len(labels),
+            trainable_params=trainable,
+            world_size=world,
+            effective_batch_size=effective_batch,
+        )
 
     work = output / ".checkpoints"
     args = TrainingArguments(
@@ -389,6 +423,10 @@ def train(
         bf16=amp_bf16,
         fp16=device.type == "cuda" and not amp_bf16,
         use_cpu=device.type == "cpu",
+        ddp_backend=distributed.backend(device) if world > 1 else None,
+        # Every parameter that trains takes part in each forward pass of these encoders (frozen ones are
+        # left out of DDP): no extra autograd traversal per step looking for unused ones.
+        ddp_find_unused_parameters=False if world > 1 else None,
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -410,17 +448,41 @@ def train(
     try:
         trainer.train()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if main:
+            shutil.rmtree(work, ignore_errors=True)
     best = max(reporter.history, key=lambda h: h.get(metric, float("-inf")))
     best_metrics = {k: v for k, v in best.items() if k not in ("epoch", "step", "train_loss")}
-    trainer.save_model(str(output))
+    ranks = _check_ranks(trainer.state.global_step, trainer.state.epoch, len(reporter.history), best)
+    if main:
+        trainer.save_model(str(output))
     seconds = time.monotonic() - started
-    seen = len(train_set) * (trainer.state.epoch or config.epochs)
-    result = TrainResult(output, config.task, labels, best_metrics, reporter.history, seconds, seen / seconds)
+    seen = len(train_set) * (trainer.state.epoch or config.epochs)  # all ranks together
+    result = TrainResult(
+        output, config.task, labels, best_metrics, reporter.history, seconds, seen / seconds, world, ranks
+    )
+    if not main:
+        return result
     _write_records(config, result, base, multi_label, precision, str(device), best["epoch"])
     _plot(reporter.history, reporter.losses, metric, output / CURVE)
     log.info("trained", output=str(output), seconds=round(seconds, 1), **{metric: best_metrics.get(metric)})
     return result
+
+
+def _check_ranks(
+    steps: int, epoch: float | None, evaluations: int, best: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """DDP: where every rank stopped (steps, epoch, evaluations, best epoch); RuntimeError unless they all
+    stopped at the same place (they share rank 0's evaluations and cancel decisions, so they must)."""
+    if not distributed.is_distributed():
+        return []
+    mine = {"steps": steps, "epoch": round(epoch or 0.0, 3), "evaluations": evaluations}
+    ranks = distributed.gather({"rank": distributed.rank(), **mine, "best_epoch": best["epoch"]})
+    differing = [
+        r for r in ranks if {k: r[k] for k in (*mine, "best_epoch")} != {**mine, "best_epoch": best["epoch"]}
+    ]
+    if differing:
+        raise RuntimeError(f"ranks disagree on where training stopped: {ranks}")
+    return ranks
 
 
 def _load_data(config: TrainConfig):
@@ -474,6 +536,12 @@ def _write_records(
         "freeze": config.freeze,
         "device": device,
         "precision": precision,
+        # DDP: each of world_size ranks takes batch_size examples per forward pass; the optimizer steps
+        # on effective_batch_size examples, at learning_rate as given (never rescaled for world_size).
+        "world_size": result.world_size,
+        "effective_batch_size": config.batch_size * config.gradient_accumulation * result.world_size,
+        "learning_rate": config.learning_rate,
+        "ranks": result.ranks,  # DDP: where each rank stopped (all alike)
         "best_epoch": best_epoch,
         "metrics": result.metrics,
         "seconds": round(result.seconds, 2),
