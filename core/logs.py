@@ -20,6 +20,7 @@ import structlog
 
 # Libraries that attach their own plain-text stderr handler to their root logger when first imported.
 LIBRARY_LOGGERS = ("transformers", "optimum", "huggingface_hub", "datasets")
+_current = ("info", "auto")  # what ``configure`` was last given, for child processes to log alike
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -28,8 +29,10 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     if not sys.stderr.isatty():
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    global _current
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    _current = (level, fmt)
     renderer: list[structlog.typing.Processor] = (
         [structlog.dev.ConsoleRenderer(colors=False)]
         if fmt == "console"
@@ -58,6 +61,11 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     logging.captureWarnings(True)
     adopt_library_loggers()
+
+
+def current() -> tuple[str, str]:
+    """The level and format (json or console) of the last ``configure``, to configure a child the same."""
+    return _current
 
 
 def adopt_library_loggers() -> None:
