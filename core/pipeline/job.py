@@ -12,6 +12,10 @@ Events: ``{"type": "stage", "stage", "message"}``, ``{"type": "progress", "step"
 
 SIGTERM asks the job to stop: it is checked between training steps and between stages; once the job has
 announced the ``promoting`` stage it finishes (the point of no return of CancelTrainingJob).
+
+A job with ``nproc_per_node`` > 1 trains under torchrun (``tuneserve.trainer.launch``): its ranks run in a
+session of their own, rank 0's progress becomes the job's events, a cancel reaches every rank through rank
+0, and a failed rank fails the job with that rank's error. Export and gating run here, in one process.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ class JobSpec(BaseModel):
     tolerance: float = 0.0  # metric fraction
     minimum_metric: float | None = None
     labels_replaced: bool = False  # the label set differs from the serving version's (replace_labels)
-    threads: int = 1
+    threads: int = 1  # of the whole job: shared by its training processes
+    nproc_per_node: int = 1  # training processes (DDP through torchrun when > 1)
     device: str = "auto"
     signing_key: Path | None = None  # Ed25519 private key (PEM) the new version is signed with
 
@@ -145,6 +150,7 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
     from tuneserve.progress import Progress
     from tuneserve.quality import primary_metric
     from tuneserve.repository import Manifest
+    from tuneserve.trainer.launch import Launch, launch
     from tuneserve.trainer.train import TrainConfig, train
 
     torch.set_num_threads(max(1, spec.threads))
@@ -190,7 +196,15 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
         progress_bar=False,
         **spec.hyperparameters,
     )
-    result = train(config, on_progress=on_train_progress, should_cancel=stop)
+    if spec.nproc_per_node > 1:
+        how = Launch(
+            nproc_per_node=spec.nproc_per_node,
+            threads_per_rank=max(1, spec.threads // spec.nproc_per_node),
+        )
+        result = launch(config, how, on_progress=on_train_progress, should_cancel=stop)
+        assert result is not None  # one node: rank 0 is here
+    else:
+        result = train(config, on_progress=on_train_progress, should_cancel=stop)
     best = max(result.history, key=lambda h: h.get(metric, float("-inf")), default={})
     stage(
         "evaluating", f"best epoch {best.get('epoch', 0):.0f}: {metric} {result.metrics.get(metric, 0):.4f}"
