@@ -67,6 +67,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--max-queued-jobs", "training.max_queued", click.IntRange(min=0)),
     ("--training-threads", "training.threads", click.IntRange(min=0)),
     ("--training-device", "training.device", click.Choice(["auto", "cpu", "cuda"])),
+    ("--max-nproc-per-node", "training.max_nproc_per_node", click.IntRange(1, 64)),
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
     ("--minimum-metric", "training.minimum_metric", click.FloatRange(0, 1)),
     ("--training-signing-key", "training.signing_key", _FILE),

@@ -118,6 +118,13 @@ class TrainingSettings(BaseModel):
         "its latency on a CPU host.",
     )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of job processes (Linux).")
+    max_nproc_per_node: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Most training processes (DDP through torchrun) a Train request may ask for with "
+        "nproc_per_node; they share the job's threads (on a GPU host: one GPU each).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where jobs train.")
     default_base: str | None = Field(
         None, description="Base model of a new model [default: the packaged all-MiniLM-L6-v2]."

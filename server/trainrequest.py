@@ -86,6 +86,7 @@ def prepare(
             f"multi_label {str(existing.multi_label).lower()}; it must stay the same (train a new model name)"
         )
     base, base_label = _base(request.base_model, existing, settings)
+    nproc = _nproc_per_node(request.nproc_per_node, settings)
     hyper = _hyperparameters(request, settings)
     _check_freeze(hyper["freeze"], base)
     quantize, int8_mode = _quantization(request.quantization, settings)
@@ -147,6 +148,7 @@ def prepare(
             minimum_metric=minimum,
             labels_replaced=replaced,
             device=settings.training.device,
+            nproc_per_node=nproc,
             signing_key=settings.training.signing_key,
         )
     except BaseException:
@@ -161,6 +163,19 @@ def prepare(
         spec=spec.model_dump(mode="json"),
         message=f"queued: {len(train)} training and {len(validation)} validation examples",
     )
+
+
+def _nproc_per_node(asked: int, settings: Settings) -> int:
+    """The job's training processes: 1 unless asked, at most the server's training.max_nproc_per_node."""
+    bound = settings.training.max_nproc_per_node
+    if asked < 0:
+        raise InvalidInput(f"nproc_per_node is {asked}: use 0 or 1 for one process, or up to {bound}")
+    if asked > bound:
+        raise InvalidInput(
+            f"nproc_per_node is {asked}, but this server runs at most {bound} training processes per job "
+            f"(training.max_nproc_per_node, --max-nproc-per-node); ask for at most {bound}"
+        )
+    return max(1, asked)
 
 
 def _model_name(name: str) -> str:

@@ -279,6 +279,12 @@ type TrainRequest struct {
 	// serving version (their labels are not comparable): it is promoted under the policy if it meets
 	// `minimum_metric`.
 	ReplaceLabels bool `protobuf:"varint,14,opt,name=replace_labels,json=replaceLabels,proto3" json:"replace_labels,omitempty"`
+	// Training processes for the job (data-parallel, through torchrun: gloo on CPU, NCCL with one GPU per
+	// process); each takes `hyperparameters.batch_size` examples per step, so the effective batch size is
+	// batch_size x gradient_accumulation_steps x nproc_per_node, and the learning rate is not rescaled.
+	// 0 (the default) or 1: one process. More than the server's limit (training.max_nproc_per_node, 1 unless
+	// configured) is INVALID_ARGUMENT.
+	NprocPerNode  int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +415,13 @@ func (x *TrainRequest) GetReplaceLabels() bool {
 		return x.ReplaceLabels
 	}
 	return false
+}
+
+func (x *TrainRequest) GetNprocPerNode() int32 {
+	if x != nil {
+		return x.NprocPerNode
+	}
+	return 0
 }
 
 // TrainResponse returns the job that Train queued.
@@ -1800,7 +1813,7 @@ var File_tuneserve_v1_training_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\n" +
-	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xe1\x05\n" +
+	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x87\x06\n" +
 	"\fTrainRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x1d\n" +
@@ -1819,7 +1832,8 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\vtext_column\x18\f \x01(\tH\x01R\n" +
 	"textColumn\x88\x01\x01\x12&\n" +
 	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01\x12%\n" +
-	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabelsB\x11\n" +
+	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabels\x12$\n" +
+	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNodeB\x11\n" +
 	"\x0f_minimum_metricB\x0e\n" +
 	"\f_text_columnB\x0f\n" +
 	"\r_label_column\"<\n" +
