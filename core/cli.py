@@ -284,6 +284,28 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
     help="NER words, in training and serving: tokenizer (cut at punctuation too, as raw text is: "
     "@user → @ user) or whitespace (the data's words as they are, for served text pre-tokenized alike).",
 )
+@_opt(
+    "--nproc-per-node",
+    env="NPROC_PER_NODE",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Training processes on this host (DDP through torchrun: gloo on CPU, NCCL with one GPU each); "
+    "--batch-size is per process. With --server: asked of the server, which may bound it.",
+)
+@_opt(
+    "--nnodes",
+    env="NNODES",
+    default=1,
+    type=click.IntRange(min=1),
+    help="Hosts training together (each runs this command with its --node-rank).",
+)
+@_opt("--node-rank", env="NODE_RANK", default=0, type=click.IntRange(min=0), help="This host's index.")
+@_opt(
+    "--rdzv-endpoint",
+    env="RDZV_ENDPOINT",
+    default=None,
+    help="HOST:PORT on node 0 where the hosts meet (needed with --nnodes > 1).",
+)
 @_connection
 @_opt("--model", env="MODEL", default=None, help="With --server: the model to train a new version of.")
 @_opt("--train-uri", env="TRAIN_URI", default=None, help="With --server: training data under its data root.")
@@ -355,8 +377,20 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
     from tuneserve import objects
     from tuneserve.data import DataError
+    from tuneserve.trainer.launch import Launch, RankFailed, launch
     from tuneserve.trainer.train import BaseModelError, TrainConfig
     from tuneserve.trainer.train import train as run_train
+
+    how = Launch(
+        nproc_per_node=options["nproc_per_node"],
+        nnodes=options["nnodes"],
+        node_rank=options["node_rank"],
+        rdzv_endpoint=options["rdzv_endpoint"],
+    )
+    try:
+        how.check()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
     try:
         # Data in object storage is copied beside the checkpoint: export re-measures on the validation file.
@@ -364,11 +398,14 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
         train_path, local["validation"] = (
             objects.download(p, fetched) if objects.is_s3(p) else p for p in (train_path, local["validation"])
         )
-        result = run_train(TrainConfig(train=train_path, **local))
+        config = TrainConfig(train=train_path, **local)
+        result = launch(config, how) if how.distributed else run_train(config)
     except objects.ObjectError as exc:
         raise click.ClickException(str(exc)) from exc
-    except (DataError, BaseModelError, ValueError) as exc:
+    except (DataError, BaseModelError, ValueError, RankFailed) as exc:
         raise click.ClickException(str(exc)) from exc
+    if result is None:  # a node without rank 0: rank 0's node prints the result
+        return
     click.echo(
         json.dumps(
             {"output": str(result.output), "metrics": result.metrics, "seconds": round(result.seconds, 1)}
@@ -575,6 +612,11 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
     conn = _connect(options)
     if not options["model"]:
         raise click.UsageError("--model is required with --server")
+    for flag in ("nnodes", "node_rank", "rdzv_endpoint"):
+        if _given(ctx, flag):
+            raise click.UsageError(
+                f"--{flag.replace('_', '-')} is for local training; a server runs one node"
+            )
     if options["output"] is not None:
         raise click.UsageError("--output is for local training; the server keeps the new version")
     task = options["task"]
@@ -610,6 +652,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         minimum_metric=options["minimum_metric"],
         multi_label=options["multi_label"],
         replace_labels=options["replace_labels"],
+        nproc_per_node=options["nproc_per_node"] if _given(ctx, "nproc_per_node") else 0,
     )
     if options["train_uri"] or options["validation_uri"]:
         if _given(ctx, "text_column"):
