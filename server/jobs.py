@@ -383,7 +383,14 @@ class JobRunner:
         self._running[job.id] = proc
         job.pid = proc.pid
         await asyncio.to_thread(self.jobs.save, job)
-        log.info("job started", job=job.id, model=job.model, pid=proc.pid, threads=job.spec["threads"])
+        log.info(
+            "job started",
+            job=job.id,
+            model=job.model,
+            pid=proc.pid,
+            threads=job.spec["threads"],
+            nproc_per_node=job.spec.get("nproc_per_node", 1),
+        )
         if job.cancel_requested:  # cancelled between the queue and the spawn
             _signal_group(proc, signal.SIGTERM)
         outcome = await self._follow(job, read_fd)
