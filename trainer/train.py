@@ -476,11 +476,9 @@ def _check_ranks(
     if not distributed.is_distributed():
         return []
     mine = {"steps": steps, "epoch": round(epoch or 0.0, 3), "evaluations": evaluations}
-    ranks = distributed.gather({"rank": distributed.rank(), **mine, "best_epoch": best["epoch"]})
-    differing = [
-        r for r in ranks if {k: r[k] for k in (*mine, "best_epoch")} != {**mine, "best_epoch": best["epoch"]}
-    ]
-    if differing:
+    mine["best_epoch"] = best["epoch"]
+    ranks = distributed.gather({"rank": distributed.rank(), **mine})
+    if any({**r, "rank": 0} != {"rank": 0, **mine} for r in ranks):
         raise RuntimeError(f"ranks disagree on where training stopped: {ranks}")
     return ranks
 
