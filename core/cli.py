@@ -375,11 +375,7 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
     if options["replace_labels"]:
         raise click.UsageError("--replace-labels needs --server")
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
-    from tuneserve import objects
-    from tuneserve.data import DataError
     from tuneserve.trainer.launch import Launch, RankFailed, launch
-    from tuneserve.trainer.train import BaseModelError, TrainConfig
-    from tuneserve.trainer.train import train as run_train
 
     how = Launch(
         nproc_per_node=options["nproc_per_node"],
@@ -388,9 +384,13 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
         rdzv_endpoint=options["rdzv_endpoint"],
     )
     try:
-        how.check()
+        how.check()  # before importing torch: a wrong launch fails at once
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    from tuneserve import objects
+    from tuneserve.data import DataError
+    from tuneserve.trainer.train import BaseModelError, TrainConfig
+    from tuneserve.trainer.train import train as run_train
 
     try:
         # Data in object storage is copied beside the checkpoint: export re-measures on the validation file.

@@ -147,3 +147,19 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(tiny_base: Path, tmp_path:
     assert f"rank 1 (local rank 1, pid {ranks['1'].pid}) was killed by SIGKILL" in error, error[-3000:]
     alive = psutil.wait_procs(family, timeout=10)[1]
     assert not alive, f"left behind: {[(p.pid, p.cmdline()) for p in alive]}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--nnodes", "2"), "--nnodes > 1 needs --rdzv-endpoint"),
+        (("--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1"), "--node-rank 2 must be in [0, 1]"),
+        (("--nnodes", "2", "--rdzv-endpoint", "nohost"), "expected HOST:PORT"),
+    ],
+)
+def test_launch_options_are_checked_before_anything_starts(
+    tiny_base: Path, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    result = run_cli(*_args(tiny_base, tmp_path / "out", *extra), check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
