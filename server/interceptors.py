@@ -28,7 +28,7 @@ import structlog
 from tuneserve.server.auth import Authenticator
 from tuneserve.server.decoding import parse_in_handler
 from tuneserve.server.errors import ModelNotReady, TuneserveError, from_store_error
-from tuneserve.server.metrics import UNKNOWN_MODEL, Metrics
+from tuneserve.server.metrics import CURRENT_CALL, UNKNOWN_MODEL, Metrics
 
 LOG_NAME = "tuneserve.server.rpc"
 log = structlog.get_logger(LOG_NAME)
@@ -84,6 +84,7 @@ class _Call:
     def __init__(self, method: str, model: str) -> None:
         self.method = method
         self.model = model
+        self.version = ""  # the model version that answered (``metrics.answered_by``)
         self.code = grpc.StatusCode.OK
         self.start = time.perf_counter()
 
@@ -194,6 +195,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 raise
         self.traffic.enter()
         self.metrics.in_flight.inc()
+        CURRENT_CALL.set(call)
         return call
 
     async def _fail(
@@ -225,8 +227,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             self.traffic.leave()
             self.metrics.in_flight.dec()
         seconds = time.perf_counter() - call.start
-        self.metrics.requests.labels(call.method, call.model, call.code.name).inc()
-        self.metrics.request_duration.labels(call.method, call.model).observe(seconds)
+        self.metrics.requests.labels(call.method, call.model, call.version, call.code.name).inc()
+        self.metrics.request_duration.labels(call.method, call.model, call.version).observe(seconds)
         if self._debug:
             log.debug(
                 "rpc", method=call.method, model=call.model, code=call.code.name, ms=round(seconds * 1e3, 3)

@@ -3,13 +3,17 @@ tests get fresh ones), and the HTTP endpoint that exposes them on their own port
 
 Names are ``tuneserve_``-prefixed, in base units. Labels: ``method`` (RPC name), ``model`` (a served model's
 name; requests for names the server does not serve are counted under ``model="_unknown"`` so that clients
-cannot grow the label set), ``version``, ``code`` (gRPC status name), ``reason`` (why queued work was
-dropped) and, on ``tuneserve_model_info`` only, ``quantization`` and ``provider``.
+cannot grow the label set), ``version`` (the model version that answered: only versions this process
+loaded, so clients cannot grow it either; empty where no version was reached, as for a refused or invalid
+call), ``code`` (gRPC status name), ``reason`` (why queued work was dropped), ``phase`` (when a load
+failed) and, on ``tuneserve_model_info`` only, ``quantization`` and ``provider``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -32,6 +36,23 @@ LATENCY_BUCKETS = (
     10.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TOKEN_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+class Answered(Protocol):
+    version: str
+
+
+# The RPC being handled in this context (set by the interceptor): the data plane notes on it which model
+# version answered, for the ``version`` label of the request metrics.
+CURRENT_CALL: ContextVar[Answered | None] = ContextVar("tuneserve_current_call", default=None)
+
+
+def answered_by(version: int) -> None:
+    """Note that ``version`` answers the current RPC (a stream's last request wins)."""
+    call = CURRENT_CALL.get()
+    if call is not None:
+        call.version = str(version)
 
 
 class Metrics:
@@ -41,14 +62,14 @@ class Metrics:
         self.registry = registry
         self.requests = Counter(
             "tuneserve_requests",
-            "RPCs answered, by method, model and status code.",
-            ["method", "model", "code"],
+            "RPCs answered, by method, model, model version and status code.",
+            ["method", "model", "version", "code"],
             registry=registry,
         )
         self.request_duration = Histogram(
             "tuneserve_request_duration_seconds",
             "Time to answer an RPC.",
-            ["method", "model"],
+            ["method", "model", "version"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -67,8 +88,22 @@ class Metrics:
         self.inference_duration = Histogram(
             "tuneserve_inference_duration_seconds",
             "Time of one ONNX Runtime run (one batch).",
-            ["model"],
+            ["model", "version"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.tokenization_duration = Histogram(
+            "tuneserve_tokenization_duration_seconds",
+            "Time to tokenize one request's texts (NER: into windows).",
+            ["model", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.input_tokens = Histogram(
+            "tuneserve_input_tokens",
+            "Tokens of one request's texts after tokenization (NER: of all its windows).",
+            ["model", "version"],
+            buckets=TOKEN_BUCKETS,
             registry=registry,
         )
         self.batch_size = Histogram(
@@ -124,14 +159,21 @@ class Metrics:
         self.load_failures = Counter(
             "tuneserve_model_load_failures",
             "Model versions that failed to load (verification, ONNX Runtime session or warmup), at start-up, "
-            "from the store, on promotion or for a call naming the version.",
-            ["model"],
+            "from the store, on promotion or for a call naming the version, by phase (startup, reload: the "
+            "store's serving record changed, promotion: SetServingVersion, request: a call named it).",
+            ["model", "phase"],
             registry=registry,
         )
         self.load_failed = Gauge(
             "tuneserve_model_load_failed",
             "1 while the serving version recorded in the store for a model failed to load here (an older "
             "version may serve: --on-load-failure), else 0.",
+            ["model"],
+            registry=registry,
+        )
+        self.model_ready = Gauge(
+            "tuneserve_model_ready",
+            "1 while a version of the model serves here (its health entry is SERVING), else 0.",
             ["model"],
             registry=registry,
         )
@@ -151,21 +193,23 @@ class Metrics:
             registry=registry,
         )
 
-    def observer(self, model: str) -> BatchMetrics:
-        return BatchMetrics(self, model)
+    def observer(self, model: str, version: int) -> BatchMetrics:
+        return BatchMetrics(self, model, version)
 
 
 class BatchMetrics:
     """The batcher's observer for one model (implements ``batcher.BatchObserver``). The model's series are
     looked up once: ``labels()`` takes a lock and builds a key on every call."""
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    def __init__(self, metrics: Metrics, model: str, version: int) -> None:
         self.metrics = metrics
         self.model = model
         self._queue_depth = metrics.queue_depth.labels(model)
         self._batch_size = metrics.batch_size.labels(model)
         self._tokens = metrics.tokens.labels(model)
-        self._inference_duration = metrics.inference_duration.labels(model)
+        self._inference_duration = metrics.inference_duration.labels(model, str(version))
+        self._tokenization = metrics.tokenization_duration.labels(model, str(version))
+        self._input_tokens = metrics.input_tokens.labels(model, str(version))
         self._queue_wait = metrics.queue_wait.labels(model)
 
     def queue_depth(self, rows: int) -> None:
@@ -177,6 +221,11 @@ class BatchMetrics:
         self._inference_duration.observe(seconds)
         for w in queue_waits:
             self._queue_wait.observe(w)
+
+    def tokenized(self, seconds: float, tokens: int) -> None:
+        """One request's tokenization (the data plane reports it)."""
+        self._tokenization.observe(seconds)
+        self._input_tokens.observe(tokens)
 
     def dropped(self, reason: str, rows: int) -> None:
         self.metrics.dropped.labels(self.model, reason).inc(rows)

@@ -263,7 +263,7 @@ class ModelRegistry:
         async with self._lock(name):
             await self._check_kept(name, version)
             try:
-                loaded = await self._ensure_loaded(name, version)
+                loaded = await self._ensure_loaded(name, version, "request")
             except StoreError as exc:
                 raise ModelNotReady(f"model {name!r} version {version} cannot be loaded: {exc}") from exc
             if loaded.state is State.READY:
@@ -279,7 +279,7 @@ class ModelRegistry:
         async with self._lock(name):
             await self._check_kept(name, version)
             try:
-                new = await self._serve(name, version, record=True)
+                new = await self._serve(name, version, record=True, phase="promotion")
             except ModelNotFoundError as exc:
                 raise ModelNotFound(str(exc)) from exc
             except OSError as exc:  # the folder went away under the load (another process deleted it)
@@ -350,10 +350,12 @@ class ModelRegistry:
 
     async def _apply_record(self, name: str, startup: bool) -> None:
         """Make the version in the model's serving record serve (see ``load_all`` and ``follow_store``)."""
+        phase = "startup" if startup else "reload"
         try:
             version = await asyncio.to_thread(self.store.serving_version, name)
         except (StoreError, OSError, ValueError, KeyError) as exc:
             if startup:
+                self.metrics.load_failures.labels(name, phase).inc()
                 await self._record_failure(name, 0, f"its serving record cannot be read: {exc}")
                 log.error("model failed to load", model=name, error=self.load_error(name))
             else:
@@ -364,6 +366,7 @@ class ModelRegistry:
         if version is None:
             if startup:
                 error = f"model {name!r} has no serving version (no serving.json under {self.store.url})"
+                self.metrics.load_failures.labels(name, phase).inc()
                 await self._record_failure(name, 0, error)
                 log.error("model failed to load", model=name, error=self.load_error(name))
             return
@@ -374,7 +377,7 @@ class ModelRegistry:
         if not startup and not await self._retry_due(name, version):
             return
         try:
-            await self._serve(name, version, record=False)
+            await self._serve(name, version, record=False, phase=phase)
         except Exception as exc:
             await self._record_failure(name, version, str(exc))
             if startup:
@@ -389,18 +392,18 @@ class ModelRegistry:
                     error=str(exc),
                 )
             if live is None and self.settings.on_load_failure == "serve-previous":
-                await self._serve_previous(name, version)
+                await self._serve_previous(name, version, phase)
             return
         self._clear_failure(name)
         if not startup:
             self.metrics.store_reloads.labels(name, "loaded").inc()
 
-    async def _serve_previous(self, name: str, failed: int) -> None:
+    async def _serve_previous(self, name: str, failed: int, phase: str) -> None:
         """Serve the newest version before ``failed`` that loads, logged as an error."""
         older = [v for v in await asyncio.to_thread(self.store.versions, name) if v < failed]
         for version in reversed(older):
             try:
-                await self._serve(name, version, record=False)
+                await self._serve(name, version, record=False, phase=phase)
             except Exception as exc:
                 log.warning("older version failed to load too", model=name, version=version, error=str(exc))
                 continue
@@ -415,10 +418,10 @@ class ModelRegistry:
             return
         log.error("no intact older version to serve", model=name, failed_version=failed)
 
-    async def _serve(self, name: str, version: int, record: bool) -> LoadedVersion:
+    async def _serve(self, name: str, version: int, record: bool, phase: str) -> LoadedVersion:
         """Load ``version``, record it in the store if ``record``, make it serve, retire the old one."""
         old = self._serving.get(name)
-        new = await self._ensure_loaded(name, version)
+        new = await self._ensure_loaded(name, version, phase)
         if record:
             await asyncio.to_thread(self.store.set_serving_version, name, version)
         if new is old:
@@ -436,8 +439,9 @@ class ModelRegistry:
         )
         return new
 
-    async def _ensure_loaded(self, name: str, version: int) -> LoadedVersion:
-        """The loaded version (revived if it was retiring), or load it now."""
+    async def _ensure_loaded(self, name: str, version: int, phase: str) -> LoadedVersion:
+        """The loaded version (revived if it was retiring), or load it now; a failure is counted under
+        ``phase`` (startup, reload, promotion or request)."""
         loaded = self._loaded.get((name, version))
         if loaded is not None:
             if loaded.state is State.RETIRING:
@@ -447,7 +451,7 @@ class ModelRegistry:
         try:
             loaded = await asyncio.to_thread(self._build, name, version)
         except Exception as exc:
-            self.metrics.load_failures.labels(name).inc()
+            self.metrics.load_failures.labels(name, phase).inc()
             if isinstance(exc, StoreError):
                 raise
             log.error("version failed to load", model=name, version=version, exc_info=True)
@@ -537,7 +541,9 @@ class ModelRegistry:
             self.settings.batch,
             run_idle=runtime.run_idle,
             label=f"model {name!r} version {version}",
-            observer=self.metrics.observer(name),
+            observer=self.metrics.observer(name, version),
+            model=name,
+            version=version,
         )
         info = {
             "version": version,
