@@ -8,6 +8,9 @@ print plain text to stderr) through the same handler.
 Progress bars only on a terminal: when stderr is not one, ``configure`` turns off every tqdm bar and
 Hugging Face Hub's (``TQDM_DISABLE``, ``HF_HUB_DISABLE_PROGRESS_BARS``, inherited by child processes such
 as training jobs), so that a redirected stderr holds nothing but JSON lines.
+
+A line logged while an OpenTelemetry span is current carries its ``trace_id`` and ``span_id`` (hex, as
+trace back ends show them), so that logs and traces of one call can be joined.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     )
     shared = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -66,6 +70,19 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
 def current() -> tuple[str, str]:
     """The level and format (json or console) of the last ``configure``, to configure a child the same."""
     return _current
+
+
+def add_trace_ids(_: object, __: str, event: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    """structlog processor: the current span's trace and span ids, if OpenTelemetry is in use and a span is
+    recording (nothing is imported here: without tracing, the check is one dictionary look-up)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return event
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event.setdefault("trace_id", f"{ctx.trace_id:032x}")
+        event.setdefault("span_id", f"{ctx.span_id:016x}")
+    return event
 
 
 def adopt_library_loggers() -> None:

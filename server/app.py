@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry
 from tuneserve import signing
 from tuneserve.oip import open_inference_grpc_pb2_grpc
 from tuneserve.repository import StoreError, open_store
-from tuneserve.server import reflection, tls
+from tuneserve.server import reflection, tls, tracing
 from tuneserve.server.auth import Authenticator
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.dataplane import DataPlane
@@ -112,8 +112,15 @@ class App:
         # Token and certificate files are read now: a bad one stops start-up before anything listens.
         self.auth = Authenticator.from_settings(settings.auth)
         self._credentials = tls.server_credentials(settings.tls)
+        # OTEL_* variables only (tracing.py); a provider installed before (tests) is kept.
+        self._tracer_provider = None if tracing.enabled() else tracing.configure()
+        if self._tracer_provider is not None:
+            log.info("tracing on", exporters=tracing.exporter_names())
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor(self.metrics, self.traffic, self.models.is_known, self.auth)],
+            interceptors=[
+                *tracing.server_interceptors(),  # first: the RPC's span is current in everything below
+                ServerInterceptor(self.metrics, self.traffic, self.models.is_known, self.auth),
+            ],
             options=[
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
                 ("grpc.so_reuseport", 0),
@@ -208,7 +215,9 @@ class App:
         if not self.models.ready:
             return
         for name in self.models.names():
-            await self.health.set(name, SERVING if self.models.serving(name) else NOT_SERVING)
+            serving = self.models.serving(name) is not None
+            await self.health.set(name, SERVING if serving else NOT_SERVING)
+            self.metrics.model_ready.labels(name).set(1 if serving else 0)
         down = self.models.down()
         ready = not (self.settings.strict_readiness and down)
         for service in ("", INFERENCE, OPEN_INFERENCE):
@@ -253,6 +262,8 @@ class App:
         await self.models.close()
         if self._metrics_server is not None:
             self._metrics_server.close()
+        if self._tracer_provider is not None:
+            await asyncio.to_thread(self._tracer_provider.shutdown)  # exports the spans still buffered
         log.info("stopped", in_flight_cut=cut)
 
     async def run(self) -> int:

@@ -53,6 +53,7 @@ from typing import Protocol
 import numpy as np
 
 from tuneserve.encoding import Row
+from tuneserve.server import tracing
 from tuneserve.server.errors import DeadlineExceeded, ModelNotReady, Overloaded
 from tuneserve.server.settings import BatchSettings
 
@@ -78,6 +79,8 @@ class BatchObserver(Protocol):
 
     def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None: ...
 
+    def tokenized(self, seconds: float, tokens: int) -> None: ...
+
     def dropped(self, reason: str, rows: int) -> None: ...
 
     def refused(self, reason: str) -> None: ...
@@ -88,6 +91,9 @@ class NullObserver:
         pass
 
     def batch(self, size: int, tokens: int, queue_waits: Sequence[float], seconds: float) -> None:
+        pass
+
+    def tokenized(self, seconds: float, tokens: int) -> None:
         pass
 
     def dropped(self, reason: str, rows: int) -> None:
@@ -182,6 +188,8 @@ class _Item:
     deadline: float | None  # loop.time(); None: no deadline
     busy: bool  # the model was busy when the row arrived: it may wait for company, and runs with ``run``
     tokens: int
+    trace: object = None  # the caller's tracing context (``tracing.current()``), None when tracing is off
+    queued_ns: int = 0  # time.time_ns() when queued, for its span; 0 when tracing is off
 
 
 class Batcher:
@@ -195,8 +203,12 @@ class Batcher:
         label: str = "model",
         observer: BatchObserver | None = None,
         run_idle: RunFn | None = None,
+        model: str = "",
+        version: int = 0,
     ) -> None:
         self._run = run
+        self.model = model  # for spans
+        self.version = version
         self._run_idle = run_idle or run  # for rows that reach an idle model
         self.settings = settings
         self.label = label
@@ -217,6 +229,10 @@ class Batcher:
         self._batch_seconds = 0.0  # moving average of one run, for retry advice
         self._runner = RunThread(f"ort-{label}")
         self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def observer(self) -> BatchObserver:
+        return self._observer
 
     @property
     def pending(self) -> int:
@@ -288,7 +304,12 @@ class Batcher:
         now = loop.time()
         if len(rows) == 1 and not self._busy and not self._queue and (deadline is None or deadline > now):
             return [await self._run_direct(rows[0])]
-        items = [_Item(row, loop.create_future(), now, deadline, self._busy, len(row.ids)) for row in rows]
+        ctx = tracing.current()
+        queued_ns = time.time_ns() if ctx is not None else 0
+        items = [
+            _Item(row, loop.create_future(), now, deadline, self._busy, len(row.ids), ctx, queued_ns)
+            for row in rows
+        ]
         self._pending += len(items)
         for item in items:
             self._pending_tokens += item.tokens
@@ -335,8 +356,12 @@ class Batcher:
     async def _run_direct(self, row: Row) -> np.ndarray:
         """Run one row on the idle model from the caller's task (see the module docstring)."""
         t0 = time.perf_counter()
+        ctx = tracing.current()
+        t0_ns = time.time_ns() if ctx is not None else 0
 
         def after(error: BaseException | None) -> None:  # the run is over, even if the caller left
+            if ctx is not None:
+                tracing.record_run([ctx], [t0_ns], t0_ns, time.time_ns(), self.model, self.version)
             self._busy = False
             self._pending -= 1
             self._pending_tokens -= tokens
@@ -495,6 +520,7 @@ class Batcher:
         rows = [item.row for item in batch]
         waits = [start - item.enqueued for item in batch]
         t0 = time.perf_counter()
+        t0_ns = time.time_ns() if tracing.enabled() else 0
         try:
             out = await self._runner.run(fn, rows)
         except Exception as exc:
@@ -504,6 +530,10 @@ class Batcher:
                 await self._execute_singly(batch, fn)
             return
         self._record(rows, waits, t0)
+        if t0_ns:
+            contexts = [item.trace for item in batch]
+            queued = [item.queued_ns for item in batch]
+            tracing.record_run(contexts, queued, t0_ns, time.time_ns(), self.model, self.version)  # type: ignore[arg-type]
         for i, item in enumerate(batch):
             _settle(item.future, _row_output(out, i, item.row), None)
 

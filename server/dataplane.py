@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
@@ -19,7 +20,9 @@ from typing import ParamSpec, TypeVar
 import numpy as np
 from tokenizers import Tokenizer
 
+from tuneserve.server import tracing
 from tuneserve.server.errors import InvalidInput
+from tuneserve.server.metrics import answered_by
 from tuneserve.server.registry import LoadedVersion, ModelRegistry
 from tuneserve.server.settings import LimitSettings
 from tuneserve.server.tasks import classify, ner
@@ -86,10 +89,14 @@ class DataPlane:
         deadline = _deadline(timeout)
         cost = classify_tokens(req.texts, loaded.runtime.max_length)
         with loaded.lease(), loaded.batcher.admit(len(req.texts), cost, deadline) as ticket:
-            rows = await _maybe_in_thread(req.texts, classify.encode, loaded.runtime.tokenizer, req.texts)
+            with tracing.span("tokenize", req.model, loaded.version, texts=len(req.texts)) as span:
+                t0 = time.perf_counter()
+                rows = await _maybe_in_thread(req.texts, classify.encode, loaded.runtime.tokenizer, req.texts)
+                _tokenized(loaded, t0, sum(len(r.ids) for r in rows), span)
             logits = await loaded.batcher.submit(rows, deadline, ticket)
             m = loaded.runtime.manifest
-            results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
+            with tracing.span("postprocess", req.model, loaded.version):
+                results = classify.postprocess(np.stack(logits), rows, m.labels, m.multi_label, req.top_k)
         return ClassifyOutput(req.model, loaded.version, results, tuple(m.labels))
 
     async def extract_entities(
@@ -117,15 +124,19 @@ class DataPlane:
         with loaded.lease(), loaded.batcher.admit(rows, tokens, deadline) as ticket:
             tokenizer = loaded.window_tokenizer or loaded.runtime.tokenizer
             words, limit = loaded.runtime.manifest.pretokenizer, self.limits.max_windows_per_request
-            windows = await _maybe_in_thread(
-                req.texts, _windows, tokenizer, req.texts, max_length, words, limit
-            )
-            flat = [ner.to_row(w) for ws in windows for w in ws]
+            with tracing.span("tokenize", req.model, loaded.version, texts=len(req.texts)) as span:
+                t0 = time.perf_counter()
+                windows = await _maybe_in_thread(
+                    req.texts, _windows, tokenizer, req.texts, max_length, words, limit
+                )
+                flat = [ner.to_row(w) for ws in windows for w in ws]
+                _tokenized(loaded, t0, sum(len(r.ids) for r in flat), span)
             logits = await loaded.batcher.submit(flat, deadline, ticket)
             labels = loaded.runtime.manifest.labels
-            results = await _maybe_in_thread(
-                req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
-            )
+            with tracing.span("postprocess", req.model, loaded.version):
+                results = await _maybe_in_thread(
+                    req.texts, _entities, req.texts, windows, logits, labels, strategy, min_score
+                )
         return ExtractOutput(req.model, loaded.version, results)
 
     async def task(self, model: str, version: int = 0) -> str:
@@ -184,7 +195,15 @@ class DataPlane:
                 f"model {req.model!r} is a {TASK_NAMES[loaded.task]} model and cannot answer "
                 f"{TASK_RPC[task]}: use {TASK_RPC[loaded.task]}"
             )
+        answered_by(loaded.version)
         return loaded
+
+
+def _tokenized(loaded: LoadedVersion, t0: float, tokens: int, span: object) -> None:
+    """Account one request's tokenization, begun at ``t0`` (``perf_counter``), in metrics and its span."""
+    loaded.batcher.observer.tokenized(time.perf_counter() - t0, tokens)
+    if span is not None:
+        span.set_attribute("tuneserve.input_tokens", tokens)  # type: ignore[attr-defined]
 
 
 def classify_tokens(texts: Sequence[str], max_length: int) -> int:
