@@ -109,11 +109,14 @@ def span(name: str, model: str, version: int, **attributes: Any) -> contextlib.A
 
 
 def current() -> Context | None:
-    """The current context, for work that another task finishes (the batcher); ``None`` when off."""
+    """The current context, for work that another task finishes (the batcher); ``None`` when off or when
+    no span is current (work outside an RPC starts no trace of its own)."""
     if _tracer is None:
         return None
-    from opentelemetry import context
+    from opentelemetry import context, trace
 
+    if not trace.get_current_span().get_span_context().is_valid:
+        return None
     return context.get_current()
 
 
