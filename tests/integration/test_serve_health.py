@@ -225,6 +225,34 @@ def test_metrics_scrape(server: ServerProcess) -> None:
     assert metric_value(text, "tuneserve_queue_wait_seconds_count", model="tiny-sentiment") >= 2
     assert metric_value(text, "tuneserve_batch_size_count", model="tiny-ner") >= 1
     assert metric_value(text, "tuneserve_tokens_total", model="tiny-sentiment") >= 6
+    # The version that answered labels request and run metrics; a call refused before any version was
+    # reached has an empty one.
+    ok = {"method": "Classify", "model": "tiny-sentiment", "version": "1", "code": "OK"}
+    assert metric_value(text, "tuneserve_requests_total", **ok) >= 1
+    assert 'method="Classify",model="tiny-sentiment",version="",code="INVALID_ARGUMENT"' in text
+    assert (
+        metric_value(
+            text,
+            "tuneserve_request_duration_seconds_count",
+            method="ExtractEntities",
+            model="tiny-ner",
+            version="1",
+        )
+        >= 1
+    )
+    assert (
+        metric_value(text, "tuneserve_inference_duration_seconds_count", model="tiny-ner", version="1") >= 1
+    )
+    assert (
+        metric_value(
+            text, "tuneserve_tokenization_duration_seconds_count", model="tiny-sentiment", version="1"
+        )
+        >= 1
+    )
+    assert metric_value(text, "tuneserve_input_tokens_count", model="tiny-ner", version="1") >= 1
+    assert metric_value(text, "tuneserve_input_tokens_sum", model="tiny-sentiment", version="1") >= 6
+    for model in ("tiny-sentiment", "tiny-ner", "tiny-sentiment-int8"):
+        assert metric_value(text, "tuneserve_model_ready", model=model) == 1
     assert "tuneserve_queue_depth{" in text
     assert (
         metric_value(
@@ -273,5 +301,13 @@ def test_a_model_that_fails_to_load_does_not_stop_the_others(model_store: Path, 
         assert any(
             e.get("event") == "model failed to load" and e.get("level") == "error" for e in proc.events
         )
+        # A probe can ask about one model: each has its own health entry, and the readiness gauge agrees.
+        assert check(proc.channel, "tiny-sentiment") == SERVING
+        assert check(proc.channel, "broken") == NOT_SERVING
+        text = proc.scrape()
+        assert metric_value(text, "tuneserve_model_ready", model="tiny-sentiment") == 1
+        assert 'tuneserve_model_ready{model="broken"} 0.0' in text
+        assert metric_value(text, "tuneserve_model_load_failures_total", model="broken", phase="startup") == 1
+        assert metric_value(text, "tuneserve_model_load_failures_total", model="tiny-sentiment") == 0
     finally:
         assert proc.stop() == 0
