@@ -20,6 +20,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from tuneserve.oip import open_inference_grpc_pb2 as oip
+from tuneserve.oip import open_inference_grpc_pb2_grpc as oip_grpc
 from tuneserve.server import tracing
 from tuneserve.server.app import App
 from tuneserve.server.settings import Settings
@@ -43,7 +45,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 async def _serve(model_store: Path, calls: Any, max_wait_us: int = 2000) -> None:
-    """Start an App on a loopback port, run ``calls(stub)``, drain it."""
+    """Start an App on a loopback port, run ``calls(channel)``, drain it."""
     settings = Settings.load(
         model_root=str(model_store),
         host="127.0.0.1",
@@ -59,7 +61,7 @@ async def _serve(model_store: Path, calls: Any, max_wait_us: int = 2000) -> None
     try:
         await app.load()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            await calls(inference_pb2_grpc.InferenceServiceStub(channel))
+            await calls(channel)
     finally:
         await app.drain()
 
@@ -74,25 +76,33 @@ def _traces(spans: tuple[ReadableSpan, ...]) -> dict[int, list[ReadableSpan]]:
 def test_one_trace_per_request_with_the_data_plane_spans(
     model_store: Path, exporter: InMemorySpanExporter
 ) -> None:
-    async def calls(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+    async def calls(channel: grpc.aio.Channel) -> None:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
         await stub.Classify(inference_pb2.ClassifyRequest(model="tiny-sentiment", texts=["good", "bad"]))
         await stub.ExtractEntities(
             inference_pb2.ExtractEntitiesRequest(model="tiny-ner", texts=["Ada Lovelace in London"])
         )
+        tensor = oip.ModelInferRequest.InferInputTensor(
+            name="text", datatype="BYTES", shape=[1], contents={"bytes_contents": [b"fine"]}
+        )
+        await oip_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
+            oip.ModelInferRequest(model_name="tiny-sentiment", inputs=[tensor])
+        )
 
     asyncio.run(_serve(model_store, calls))
     traces = _traces(exporter.get_finished_spans())
-    assert len(traces) == 2
+    assert len(traces) == 3
     for spans in traces.values():
         (root,) = [s for s in spans if s.parent is None]
         assert root.name in {
             "/tuneserve.v1.InferenceService/Classify",
             "/tuneserve.v1.InferenceService/ExtractEntities",
+            "/inference.GRPCInferenceService/ModelInfer",
         }
         children = {s.name: s for s in spans if s.parent is not None}
         assert set(children) == CHILDREN, [s.name for s in spans]
         assert len(spans) == 1 + len(CHILDREN)  # one of each, even for a call of several texts
-        model = "tiny-sentiment" if root.name.endswith("Classify") else "tiny-ner"
+        model = "tiny-ner" if root.name.endswith("ExtractEntities") else "tiny-sentiment"
         for child in children.values():
             assert child.parent is not None and child.parent.span_id == root.context.span_id
             assert child.attributes is not None
@@ -115,7 +125,8 @@ def test_a_batch_of_many_calls_gives_each_trace_its_run_linked_to_the_first(
     window (which applies once rows queue behind a run, as in test_serve_batching.py), and rounds of eight
     concurrent calls until two shared a run."""
 
-    async def calls(stub: inference_pb2_grpc.InferenceServiceStub) -> None:
+    async def calls(channel: grpc.aio.Channel) -> None:
+        stub = inference_pb2_grpc.InferenceServiceStub(channel)
         texts = [f"text number {i} " * 20 for i in range(8)]
         for _ in range(ROUNDS):
             await asyncio.gather(
