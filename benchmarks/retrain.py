@@ -158,7 +158,7 @@ def main() -> None:
     else:
         subprocess.run([sys.executable, "-m", "tuneserve.cli", "demo", "--model-root", str(root)], check=True)
     cmd = [sys.executable, "-m", "tuneserve.server", "--model-root", str(root), "--host", "127.0.0.1"]
-    cmd += ["--port", "0", "--metrics-port", "0", "--metrics-host", "127.0.0.1"]
+    cmd += ["--port", "0", "--metrics-port", "0", "--metrics-host", "127.0.0.1", "--http-port", "0"]
     env = {**os.environ, "TUNESERVE_LOG_FORMAT": "json"}
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     try:

@@ -147,6 +147,8 @@ class Server:
             "0",
             "--metrics-port",
             "0",
+            "--http-port",
+            "0",
             "--intra-op-threads",
             str(threads),
             *extra_args,

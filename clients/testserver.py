@@ -117,6 +117,7 @@ def main() -> int:
             sys.executable, "-m", "tuneserve.server", "--model-root", tmp / "models",
             "--jobs-dir", tmp / "jobs", "--host", "127.0.0.1", "--port", "0",
             "--metrics-host", "127.0.0.1", "--metrics-port", "0", "--intra-op-threads", "1",
+            "--http-port", "0",
         ]  # fmt: skip
         if args.admin_token:
             (tmp / "admin-tokens").write_text(args.admin_token + "\n")

@@ -6,7 +6,8 @@ has its own health entry, the service name being the model's name: SERVING while
 With ``strict_readiness``, overall health, InferenceService and the Open Inference Protocol's
 GRPCInferenceService (``openinference.py``, on the same port) stay NOT_SERVING while any model has no
 version serving (its serving version failed to load); ModelService stays SERVING so it can be fixed. Two log
-lines give the bound ports: ``{"event": "listening", "port": N, "metrics_port": M, "tls": T, "auth": A}``
+lines give the bound ports: ``{"event": "listening", "port": N, "http_port": H, "metrics_port": M, "tls": T,
+"auth": A}`` (H: the Open Inference Protocol's HTTP/REST port, ``v2http.py``, 0 when off)
 (T: off, tls or mtls, see ``tls.py``; A: off, privileged or all, see ``auth.py``) and, once ready,
 ``{"event": "serving", ...}`` with the ports.
 
@@ -52,6 +53,7 @@ from tuneserve.server.servicer import (
 )
 from tuneserve.server.settings import ConfigError, Settings
 from tuneserve.server.training import Training, unavailable_reason
+from tuneserve.server.v2http import V2HTTP
 from tuneserve.v1 import (
     inference_pb2,
     inference_pb2_grpc,
@@ -116,10 +118,12 @@ class App:
         self._tracer_provider = None if tracing.enabled() else tracing.configure()
         if self._tracer_provider is not None:
             log.info("tracing on", exporters=tracing.exporter_names())
+        self._http_ssl = tls.http_ssl_context(settings.tls) if settings.http_port else None
+        interceptor = ServerInterceptor(self.metrics, self.traffic, self.models.is_known, self.auth)
         self._server = grpc.aio.server(
             interceptors=[
                 *tracing.server_interceptors(),  # first: the RPC's span is current in everything below
-                ServerInterceptor(self.metrics, self.traffic, self.models.is_known, self.auth),
+                interceptor,
             ],
             options=[
                 ("grpc.max_receive_message_length", settings.limits.max_message_bytes),
@@ -133,10 +137,14 @@ class App:
             self._server,
         )
         catalog = Catalog(self.store, self.models)
-        open_inference_grpc_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-            OpenInferenceServicer(dataplane, catalog, self.traffic.drain_started, settings.strict_readiness),
-            self._server,
+        open_inference = OpenInferenceServicer(
+            dataplane, catalog, self.traffic.drain_started, settings.strict_readiness
         )
+        open_inference_grpc_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(open_inference, self._server)
+        self._http: V2HTTP | None = None
+        if settings.http_port:
+            self._http = V2HTTP(open_inference, interceptor, settings.limits.max_message_bytes)
+        self.http_port = 0
         model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(catalog), self._server)
         self.training: Training | None = None
         reason = unavailable_reason(settings)
@@ -175,9 +183,17 @@ class App:
         )
         self.metrics_port = self._metrics_server.port
         await self._server.start()
+        if self._http is not None:
+            try:
+                await self._http.start(self.settings.host, self.settings.http_port, self._http_ssl)
+            except OSError:
+                await self._server.stop(0)
+                raise
+            self.http_port = self.settings.http_port
         log.info(
             "listening",
             port=self.port,
+            http_port=self.http_port,
             metrics_port=self.metrics_port,
             model_root=self.store.url,
             tls=self.settings.tls.mode,
@@ -205,6 +221,7 @@ class App:
         log.info(
             "serving",
             port=self.port,
+            http_port=self.http_port,
             metrics_port=self.metrics_port,
             models=self.models.names(),
             startup_s=round(time.perf_counter() - self._started, 3),
@@ -257,6 +274,8 @@ class App:
         finished = await self.traffic.wait_idle(grace)
         cut = 0 if finished else self.traffic.in_flight  # counted before stop() cancels them
         await self._server.stop(grace=0.5 if finished else 0)
+        if self._http is not None:
+            await self._http.stop()
         if self.training is not None:
             self.training.close()
         await self.models.close()
@@ -276,6 +295,8 @@ class App:
         if loading.done() and loading.exception() is not None:
             stop.cancel()
             await self._server.stop(0)
+            if self._http is not None:
+                await self._http.stop()
             raise loading.exception()  # type: ignore[misc]
         await stop
         if not loading.done():

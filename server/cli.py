@@ -38,6 +38,7 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--host", "host", str),
     ("--port", "port", click.IntRange(0, 65535)),
     ("--metrics-host", "metrics_host", str),
+    ("--http-port", "http_port", click.IntRange(0, 65535)),
     ("--metrics-port", "metrics_port", click.IntRange(0, 65535)),
     ("--device", "device", click.Choice(["auto", "cpu", "cuda"])),
     ("--intra-op-threads", "intra_op_threads", click.IntRange(min=0)),
@@ -129,7 +130,8 @@ def build_settings(values: dict[str, Any]) -> Settings:
 @_options
 def serve(**values: Any) -> None:
     """Serve the models under the model root over gRPC (InferenceService, ModelService, health, reflection),
-    with Prometheus metrics on their own port. Port 0 picks a free port; the bound ports are logged."""
+    the Open Inference Protocol over HTTP/REST, and Prometheus metrics on their own port. Port 0 picks a free
+    port (the HTTP port: off); the bound ports are logged."""
     from tuneserve.server.app import serve as run_server
 
     try:

@@ -78,7 +78,7 @@ class Traffic:
         return self.in_flight == 0
 
 
-class _Call:
+class Call:
     """Bookkeeping of one RPC: status code, model label, timing."""
 
     def __init__(self, method: str, model: str) -> None:
@@ -97,7 +97,7 @@ class _Accounted:
     __slots__ = ("call", "context", "interceptor")
 
     def __init__(
-        self, interceptor: ServerInterceptor, call: _Call, context: grpc.aio.ServicerContext[Any, Any]
+        self, interceptor: ServerInterceptor, call: Call, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         self.interceptor = interceptor
         self.call = call
@@ -111,7 +111,7 @@ class _Accounted:
             if exc is not None:
                 await self.interceptor._settle(self.call, exc, self.context)
         finally:
-            self.interceptor._finish(self.call)
+            self.interceptor.finish(self.call)
         return False  # what the handler raised goes on (or the abort that _settle raised instead)
 
 
@@ -165,32 +165,41 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             or getattr(request, "model_name", None)  # the Open Inference Protocol's ModelInfer
             or ""
         )
+        return self.model_label(name)
+
+    def model_label(self, name: str) -> str:
+        """The ``model`` label for a call naming ``name`` (``_unknown`` for names not served here)."""
         if not name:
             return ""
         return name if self.is_known_model(name) else UNKNOWN_MODEL
 
-    def _begin(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
-        """Start the call's bookkeeping, or raise (counted) if draining or the token does not allow it."""
-        call = _Call(full.rsplit("/", 1)[-1], self._model_label(request))
+    def _begin(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Call:
+        return self.begin(full, self._model_label(request), context.invocation_metadata, context.peer)
+
+    def begin(self, full: str, model: str, metadata: Callable[[], Any], peer: Callable[[], str]) -> Call:
+        """Start the bookkeeping of a call to ``full`` (``/package.Service/Method``), or raise (counted) if
+        draining or the token in ``metadata()`` does not allow it. Also used by the HTTP front end
+        (``v2http.py``), so that its calls are refused, counted and drained as gRPC's are."""
+        call = Call(full.rsplit("/", 1)[-1], model)
         if self.traffic.draining and full not in _ANSWERED_WHILE_DRAINING:
             call.code = grpc.StatusCode.UNAVAILABLE
-            self._finish(call, counted=False)
+            self.finish(call, counted=False)
             raise ModelNotReady(
                 "the server is shutting down: retry, another replica (or this one after its "
                 "restart) will answer"
             )
         if self.auth is not None:
             try:
-                self.auth.check(full, context.invocation_metadata())
+                self.auth.check(full, metadata())
             except TuneserveError as exc:
                 call.code = exc.code
-                self._finish(call, counted=False)
+                self.finish(call, counted=False)
                 log.warning(
                     "rpc refused",
                     method=call.method,
                     code=exc.code.name,
                     error=exc.message,
-                    peer=context.peer(),
+                    peer=peer(),
                 )
                 raise
         self.traffic.enter()
@@ -199,7 +208,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return call
 
     async def _fail(
-        self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
+        self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         """Map ``exc`` to a status and abort the call with it (``context.abort`` raises)."""
         exc = from_store_error(exc)
@@ -217,12 +226,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             f"internal server error (request id {request_id}); the server log has the details",
         )
 
-    def _cancelled(self, call: _Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    def _cancelled(self, call: Call, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         remaining = context.time_remaining()
         expired = remaining is not None and remaining <= 0
         call.code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
 
-    def _finish(self, call: _Call, counted: bool = True) -> None:
+    def finish(self, call: Call, counted: bool = True) -> None:
+        """Count the call that ``begin`` started (``counted``: it entered the in-flight count)."""
         if counted:
             self.traffic.leave()
             self.metrics.in_flight.dec()
@@ -235,7 +245,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
 
     async def _settle(
-        self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
+        self, call: Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
         """Record on ``call`` the status that ``exc``, raised by the handler, ends it with. For the handler's
         own errors this aborts the call with the mapped status (which raises ``AbortError``)."""
@@ -284,14 +294,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
         return wrapped
 
-    async def _guard(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> _Call:
+    async def _guard(self, full: str, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Call:
         try:
             return self._begin(full, request, context)
         except TuneserveError as exc:
             await context.abort(exc.code, exc.message)
             raise  # unreachable: abort raises
 
-    async def _labelled(self, call: _Call, requests: Any) -> AsyncIterator[Any]:
+    async def _labelled(self, call: Call, requests: Any) -> AsyncIterator[Any]:
         """The request stream, labelling the call with the first request's model."""
         async for request in requests:
             if not call.model:

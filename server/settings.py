@@ -280,6 +280,13 @@ class Settings(BaseSettings):
         9464, ge=0, le=65535, description="Prometheus /metrics port (0: any free port)."
     )
     metrics_host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+    http_port: int = Field(
+        8080,
+        ge=0,
+        le=65535,
+        description="Open Inference Protocol (KServe V2) HTTP/REST port, on --host, with the gRPC port's TLS "
+        "and tokens (0: off).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="auto: CUDA (fp16 export) when onnxruntime-gpu sees a GPU, else CPU."
     )

@@ -122,3 +122,51 @@ def server_credentials(settings: TLSSettings) -> grpc.ServerCredentials | None:
     return grpc.dynamic_ssl_server_credentials(
         reloader.initial, reloader, require_client_authentication=settings.client_ca_file is not None
     )
+
+
+class ContextReloader:
+    """An ``ssl.SSLContext`` for the HTTP port from the same files, reloaded as ``Reloader`` reloads gRPC's.
+
+    ``context`` is given to the listener; its SNI callback, run at every handshake, compares the files'
+    stat with what was last loaded and, when they changed and are usable, moves the connection to a
+    context built from the new files (later handshakes then use it too).
+    """
+
+    def __init__(self, settings: TLSSettings) -> None:
+        self.settings = settings
+        self._stamps = Reloader(settings)  # checks the files now: a bad one stops start-up
+        self._current = self._build()
+        self.context = self._build()
+        self.context.sni_callback = self._on_handshake
+
+    def _build(self) -> ssl.SSLContext:
+        settings = self.settings
+        assert settings.cert_file is not None and settings.key_file is not None
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(settings.cert_file, settings.key_file, password=_no_password)
+        if settings.client_ca_file is not None:
+            context.load_verify_locations(cafile=settings.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def _on_handshake(self, connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: object) -> None:
+        stamp = self._stamps._stat()
+        if stamp != self._stamps._stamp:
+            self._stamps._stamp = stamp
+            try:
+                self._current = self._build()
+                log.info("tls certificate reloaded (http)", cert_file=str(self.settings.cert_file))
+            except (ssl.SSLError, OSError, ConfigError) as exc:
+                log.warning(
+                    "tls files changed but cannot be used; the previous certificate stays (http)",
+                    error=str(exc),
+                )
+        connection.context = self._current
+
+
+def http_ssl_context(settings: TLSSettings) -> ssl.SSLContext | None:
+    """The SSL context of the HTTP port (``ContextReloader``); None when TLS is off."""
+    if settings.cert_file is None or settings.key_file is None:
+        return None
+    return ContextReloader(settings).context

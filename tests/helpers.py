@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,3 +53,11 @@ def ed25519_key_files(folder: Path, name: str = "k") -> tuple[Ed25519PrivateKey,
         )
     )
     return key, private, public
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, for a server flag whose 0 means off (``--http-port``)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import free_port
+
 from .live import ServerProcess
 
 # Settings of the shared test server: a queue small enough for the flood test to overflow it.
@@ -15,8 +17,9 @@ SERVER_ARGS = ("--max-queue", "256", "--max-texts-per-request", "64", "--intra-o
 
 @pytest.fixture(scope="session")
 def server(model_store: Path) -> Iterator[ServerProcess]:
-    """The shared live server (with ``-X importtime``, so the no-torch test can read every import)."""
-    proc = ServerProcess(model_store, *SERVER_ARGS, importtime=True)
+    """The shared live server (with ``-X importtime``, so the no-torch test can read every import), with the
+    Open Inference Protocol's HTTP port on."""
+    proc = ServerProcess(model_store, *SERVER_ARGS, "--http-port", str(free_port()), importtime=True)
     yield proc
     proc.stop()
 

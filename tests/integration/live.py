@@ -47,6 +47,8 @@ class ServerProcess:
             "127.0.0.1",
             "--metrics-port",
             "0",
+            "--http-port",  # off unless a test asks for it (``free_port``): 8080 would clash between servers
+            "0",
             *args,
         ]
         full_env = {**os.environ, "TUNESERVE_LOG_LEVEL": "info", **(env or {})}
@@ -61,6 +63,8 @@ class ServerProcess:
         listening = self.wait_event("listening")
         self.port: int = listening["port"]
         self.metrics_port: int = listening["metrics_port"]
+        self.http_port: int = listening["http_port"]
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.target = f"127.0.0.1:{self.port}"
         self.channel = (
             grpc.insecure_channel(self.target)
@@ -138,7 +142,8 @@ def start_failure(model_root: Path, *args: str, env: dict[str, str] | None = Non
     The test's own ``TUNESERVE_*`` variables are not passed on, ``env`` is.
     """
     cmd = [sys.executable, "-m", "tuneserve.server", "--model-root", str(model_root)]
-    cmd += ["--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0", *args]
+    cmd += ["--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0"]
+    cmd += ["--http-port", "0", *args]
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("TUNESERVE_")}
     full_env = {**inherited, **(env or {})}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=full_env)

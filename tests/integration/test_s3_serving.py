@@ -36,7 +36,18 @@ POLL = "0.2"  # --store-poll-interval of the replicas, seconds
 CALLERS = 6
 FOLLOW_DOWN = "the model store cannot be read: loaded models keep serving"
 FOLLOW_BACK = "the model store can be read again"
-LOOPBACK = ("--host", "127.0.0.1", "--port", "0", "--metrics-host", "127.0.0.1", "--metrics-port", "0")
+LOOPBACK = (
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--metrics-host",
+    "127.0.0.1",
+    "--metrics-port",
+    "0",
+    "--http-port",
+    "0",
+)
 
 
 def eventually(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
