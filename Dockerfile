@@ -71,7 +71,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     TUNESERVE_PORT=50051 \
     TUNESERVE_METRICS_PORT=9464
 WORKDIR /app
-EXPOSE 50051 9464
+EXPOSE 50051 8080 9464
 # Overall health ("") is SERVING only once every model is loaded and warm, NOT_SERVING while draining.
 # Plaintext only: with TLS on the gRPC port, override this check (Kubernetes uses its own probes).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
@@ -98,7 +98,7 @@ ENV PATH=/app/.venv/bin:$PATH \
     TUNESERVE_METRICS_PORT=9464 \
     TUNESERVE_DEVICE=cuda
 WORKDIR /app
-EXPOSE 50051 9464
+EXPOSE 50051 8080 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; ch = grpc.insecure_channel('localhost:' + os.environ.get('TUNESERVE_PORT', '50051')); r = g.HealthStub(ch).Check(h.HealthCheckRequest(service=''), timeout=4); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
 USER 10001

@@ -77,7 +77,8 @@ proto-check: proto proto-go
 
 # Deployment assets: lint the Dockerfile, render each Kubernetes overlay and validate every object offline
 # (deploy/kubernetes/validate.py: schemas, and what each Deployment runs: image target, command, training
-# on in the trainer only), check and unit-test the alerting rules. hadolint and kubernetes-validate
+# on in the trainer only), validate the KServe runtime against KServe's vendored CRD schemas
+# (deploy/kserve/validate.py), check and unit-test the alerting rules. hadolint and kubernetes-validate
 # come with the dev group; kustomize is built into .bin/ with Go; promtool is Debian's prometheus package.
 KUSTOMIZE_VERSION := v5.8.1
 KUSTOMIZE := .bin/kustomize-$(KUSTOMIZE_VERSION)
@@ -92,6 +93,7 @@ deploy-check: install $(KUSTOMIZE)
 	set -o pipefail; for overlay in deploy/kubernetes/overlays/*/; do \
 	  echo "$$overlay"; $(KUSTOMIZE) build "$$overlay" | .venv/bin/python deploy/kubernetes/validate.py || exit 1; \
 	done
+	.venv/bin/python deploy/kserve/validate.py
 	promtool check rules deploy/monitoring/alerts.yaml
 	promtool test rules deploy/monitoring/alerts-test.yaml
 

@@ -112,7 +112,7 @@ def test_images_expose_the_server_defaults_and_check_health() -> None:
     for target in TARGETS:
         chain = stage_chain(stages, target)
         expose = {int(p) for line in chain if line.startswith("EXPOSE") for p in line.split()[1:]}
-        assert expose == {DEFAULTS["port"], DEFAULTS["metrics_port"]}
+        assert expose == {DEFAULTS["port"], DEFAULTS["http_port"], DEFAULTS["metrics_port"]}
         env = dict(
             word.split("=", 1) for line in chain if line.startswith("ENV") for word in shlex.split(line)[1:]
         )
@@ -527,3 +527,63 @@ def test_quantity_reads_kubernetes_sizes() -> None:
     quantity = _validator().quantity
     assert quantity("6Gi") == 6 * 1024**3 and quantity("500M") == 500e6 and quantity("1024") == 1024
     assert quantity("1.5Ki") == 1536 and quantity("6 GB") is None and quantity(None) is None
+
+
+KSERVE = ROOT / "deploy" / "kserve"
+
+
+def _kserve() -> tuple[ModuleType, list[dict]]:
+    spec = importlib.util.spec_from_file_location("kserve_validate", KSERVE / "validate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    docs = [d for f in sorted(KSERVE.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
+    return module, docs
+
+
+def test_kserve_manifests_validate_against_kserves_crd_schemas() -> None:
+    validate, docs = _kserve()
+    assert {d["kind"] for d in docs} == {"ServingRuntime", "InferenceService"}
+    assert validate.validate(docs) == []
+    for name in validate.SCHEMAS.values():  # vendored with their source named
+        schema = json.loads((KSERVE / "schemas" / name).read_text())
+        assert schema["x-source"].startswith("github.com/kserve/kserve config/crd/full/")
+
+
+def test_kserve_runtime_serves_what_the_server_listens_on() -> None:
+    validate, docs = _kserve()
+    [runtime] = [d for d in docs if d["kind"] == "ServingRuntime"]
+    container = runtime["spec"]["containers"][0]
+    args = container["args"]
+    assert validate._flag(args, "--model-root") == "/mnt/models" and "--no-training" in args
+    ports = validate._ports(runtime)
+    assert ports["grpc-v2"] != ports["v2"] and ports["v2"] is not None
+    assert container["readinessProbe"]["grpc"]["port"] == ports["grpc-v2"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": ports["v2"]}
+    assert runtime["spec"]["annotations"]["prometheus.kserve.io/port"] == str(DEFAULTS["metrics_port"])
+    assert container["image"] == "tuneserve:serve-cpu" and "serve-cpu" in TARGETS
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            lambda d: d[1]["spec"]["predictor"]["model"].update(storageURI="s3://x"),
+            "'storageURI' was unexpected",
+        ),
+        (lambda d: d[0]["spec"]["containers"][0].update(imagePullPolicy=3), "is not of type 'string'"),
+        (lambda d: d[0].update(apiVersion="serving.kserve.io/v1beta1"), "the CRD serves"),
+        (lambda d: d[1]["spec"]["predictor"]["model"]["modelFormat"].update(name="onnx"), "modelFormat"),
+        (lambda d: d[1]["spec"]["predictor"]["model"]["ports"][0].update(containerPort=8080), "port 8080"),
+        (lambda d: d[1]["spec"]["predictor"]["model"].update(protocolVersion="v1"), "protocolVersion"),
+        (lambda d: d[1]["spec"]["predictor"]["model"].update(runtime="triton"), "runtime 'triton'"),
+        (lambda d: d[0]["spec"]["containers"][0].update(image="tuneserve:train"), "serve-cpu"),
+        (lambda d: d[0]["spec"]["containers"][0]["args"].remove("--no-training"), "training must be off"),
+    ],
+)
+def test_kserve_validator_refuses(change: Callable[[list[dict]], None], error: str) -> None:
+    validate, docs = _kserve()
+    docs.sort(key=lambda d: d["kind"] != "ServingRuntime")  # [runtime, inference service]
+    change(docs)
+    errors = validate.validate(docs)
+    assert any(error in e for e in errors), errors
