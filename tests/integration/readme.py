@@ -1,12 +1,14 @@
 """README.md's code blocks, as the README test runs them.
 
 A block is an example when the line right above its fence is ``<!-- test: KIND -->`` (KIND: ``grpcurl``,
-``python``, ``go``, ``cli``) or ``<!-- test: skip (reason) -->``. Before a block runs, ``substitute``
-points it at the live test server: the address ``localhost:50051`` or ``tuneserve:50051`` becomes the
-server's, and the model names ``sentiment`` and ``ner`` become the tiny models ``tiny-sentiment`` and
-``tiny-ner``. The CLI examples find the server through ``TUNESERVE_SERVER``; in the Go set-up,
-``/path/to/tuneserve`` is this repository; the Train examples train the server's default base, the tiny
-test BERT (``TUNESERVE_TRAINING__DEFAULT_BASE``).
+``curl``, ``python``, ``go``, ``cli``) or ``<!-- test: skip (reason) -->``. Before a block runs,
+``substitute`` points it at the live test server: the address ``localhost:50051`` or ``tuneserve:50051``
+becomes the server's, and the model names ``sentiment`` and ``ner`` become the tiny models
+``tiny-sentiment`` and ``tiny-ner``; in the ``curl`` examples (``substitute_http``), ``localhost:8080``
+becomes the server's HTTP port and ``/v2/models/sentiment`` (or ``ner``) the tiny model's path. The CLI
+examples find the server through ``TUNESERVE_SERVER``; in the Go set-up, ``/path/to/tuneserve`` is this
+repository; the Train examples train the server's default base, the tiny test BERT
+(``TUNESERVE_TRAINING__DEFAULT_BASE``).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 README = Path(__file__).parents[2] / "README.md"
 # Languages whose every block must be marked: an unmarked new snippet fails the test.
 CHECKED_LANGUAGES = ("sh", "python", "go", "java")
-KINDS = ("grpcurl", "python", "go", "cli", "skip")
+KINDS = ("grpcurl", "curl", "python", "go", "cli", "skip")
 
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _MARKER = re.compile(r"^<!-- test: (\w+)(?: \((.+)\))? -->$")
 _ADDRESS = re.compile(r"(?<![\w.-])(?:localhost|tuneserve):50051\b")
 _MODEL = re.compile(r"(?<![\w./-])(sentiment|ner)(?![\w/-])")
+_HTTP_ADDRESS = re.compile(r"(?<![\w.-])localhost:8080\b")
+_HTTP_MODEL = re.compile(r"/v2/models/(sentiment|ner)\b")
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ def examples(kind: str, language: str | None = None) -> list[Block]:
 def substitute(text: str, target: str) -> str:
     """Point ``text`` at the test server ``target`` (host:port) and its tiny models."""
     return _MODEL.sub(r"tiny-\1", _ADDRESS.sub(target, text))
+
+
+def substitute_http(text: str, target: str) -> str:
+    """Point a ``curl`` example at the test server's HTTP port ``target`` (host:port) and its tiny models."""
+    return _HTTP_MODEL.sub(r"/v2/models/tiny-\1", substitute(_HTTP_ADDRESS.sub(target, text), target))
 
 
 def commands(text: str) -> list[str]:

@@ -73,7 +73,7 @@ def test_every_snippet_is_marked() -> None:
         unmarked
     )
     assert all(b.reason for b in blocks if b.kind == "skip"), "a skipped block says why"
-    allowed = {"grpcurl": {"sh"}, "cli": {"sh"}, "python": {"python"}, "go": {"sh", "go"}}
+    allowed = {"grpcurl": {"sh"}, "curl": {"sh"}, "cli": {"sh"}, "python": {"python"}, "go": {"sh", "go"}}
     for b in blocks:
         if b.kind in allowed:
             assert b.language in allowed[b.kind], f"README.md:{b.line}: a {b.kind} example in ```{b.language}"
@@ -103,6 +103,27 @@ def test_grpcurl_inference_examples(
                 assert answers[0]["results"][0]["labels"][0]["label"] in {"positive", "negative"}
             if "/ListModels" in command:
                 assert {"tiny-sentiment", "tiny-ner"} <= {m["name"] for m in answers[0]["models"]}
+
+
+def test_curl_examples(server: ServerProcess, shell_path: dict[str, str], tmp_path: Path) -> None:
+    """The Open Inference Protocol over HTTP, as the README shows it with curl."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is absent")
+    blocks = readme.examples("curl")
+    assert blocks
+    target = f"127.0.0.1:{server.http_port}"
+    for block in blocks:
+        for command in readme.commands(readme.substitute_http(block.text, target)):
+            answers = readme.json_objects(run_shell(command, shell_path, tmp_path))
+            assert answers and "error" not in answers[0], (command, answers)
+            if command.rstrip().endswith("/ready"):
+                assert answers == [{"ready": True}]
+            if "/infer" in command:
+                outputs = {o["name"]: o for o in answers[0]["outputs"]}
+                assert answers[0]["model_name"] in {"tiny-sentiment", "tiny-ner"}
+                assert set(outputs) in ({"label", "score", "scores"}, {"entities"})
+                if "entities" in outputs:
+                    assert all(isinstance(json.loads(e), list) for e in outputs["entities"]["data"])
 
 
 @pytest.fixture()
