@@ -72,7 +72,9 @@ class LimitSettings(BaseModel):
         description="Most NER windows (model rows over long texts) in one request; windowing stops there.",
     )
     max_message_bytes: int = Field(
-        32 * 1024 * 1024, ge=1024, description="Largest gRPC message received (checked by gRPC itself)."
+        32 * 1024 * 1024,
+        ge=1024,
+        description="Largest gRPC message (checked by gRPC itself) or HTTP body received.",
     )
 
 

@@ -113,7 +113,7 @@ class V2HTTP:
         """Listen on ``host``:``port`` (``[::]`` or ``::``: every interface, IPv4 included)."""
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        bind = None if host.strip("[]") in ("::", "0.0.0.0") else host.strip("[]")
+        bind = None if host.strip("[]") == "::" else host.strip("[]")
         try:
             await web.TCPSite(self._runner, bind, port, ssl_context=ssl_context, reuse_port=False).start()
         except OSError as exc:
@@ -149,7 +149,8 @@ class V2HTTP:
             call.code = (
                 grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.INVALID_ARGUMENT
             )
-            return _json({"error": f"{exc.reason} (the limit is --max-message-bytes)"}, exc.status)
+            limit = " (the limit is --max-message-bytes)" if exc.status == 413 else ""
+            return _json({"error": f"{exc.reason}{limit}"}, exc.status)
         except asyncio.CancelledError:  # the client went away
             call.code = grpc.StatusCode.CANCELLED
             raise

@@ -215,7 +215,8 @@ def test_http_calls_are_counted_as_grpc_calls(server: ServerProcess) -> None:
 
 
 def test_tls_and_tokens_apply_over_http(model_store: Path, tmp_path: Path) -> None:
-    """The same certificate and tokens as the gRPC port: no token or an unknown one is 401."""
+    """The same certificate, tokens and message limit as the gRPC port: no token or an unknown one is 401, a
+    body over --max-message-bytes 413."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     cert.private_key_pem.write_to_path(tmp_path / "server.key")
@@ -226,6 +227,7 @@ def test_tls_and_tokens_apply_over_http(model_store: Path, tmp_path: Path) -> No
         model_store,
         *("--tls-cert", str(tmp_path / "server.pem"), "--tls-key", str(tmp_path / "server.key")),
         *("--auth-inference", "--intra-op-threads", "1", "--http-port", str(port)),
+        *("--max-message-bytes", "65536"),
         env={"TUNESERVE_AUTH__READ_TOKENS": "v2-token"},
     )
     try:
@@ -239,6 +241,8 @@ def test_tls_and_tokens_apply_over_http(model_store: Path, tmp_path: Path) -> No
         assert status == 401
         status, answer = http(url, infer_body(["hi"]), {"Authorization": "Bearer v2-token"}, context)
         assert status == 200 and answer["model_name"] == "tiny-sentiment"
+        status, answer = http(url, infer_body(["x" * 70000]), {"Authorization": "Bearer v2-token"}, context)
+        assert status == 413 and "--max-message-bytes" in answer["error"]
         with pytest.raises((urllib.error.URLError, ConnectionError)):  # plaintext on the TLS port
             http(f"http://127.0.0.1:{port}/v2/health/live")
     finally:
