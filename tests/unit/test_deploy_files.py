@@ -138,9 +138,14 @@ def test_deployment_probes_ports_and_drain_match_the_server() -> None:
     (container,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"grpc": DEFAULTS["port"], "metrics": DEFAULTS["metrics_port"]}
+    assert ports == {
+        "grpc": DEFAULTS["port"],
+        "metrics": DEFAULTS["metrics_port"],
+        "http": DEFAULTS["http_port"],
+    }
     assert int(env["TUNESERVE_PORT"]) == DEFAULTS["port"]
     assert int(env["TUNESERVE_METRICS_PORT"]) == DEFAULTS["metrics_port"]
+    assert int(env["TUNESERVE_HTTP_PORT"]) == DEFAULTS["http_port"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == DEFAULTS["port"]
         assert container[probe]["grpc"]["service"] in READY_SERVICES
