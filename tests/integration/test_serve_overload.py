@@ -189,6 +189,9 @@ def test_an_open_stream_ends_at_the_drain(model_store: Path) -> None:
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.UNAVAILABLE, exc.details()
             assert "shutting down" in exc.details()
+        # The drain ends by itself. proc.stop() alone would send a second SIGTERM ("stop now"), which
+        # could reach the server before it counted the ended stream out, and cut it.
+        assert proc.proc.wait(30) == 0
         assert proc.stop() == 0
         assert proc.wait_event("stopped")["in_flight_cut"] == 0
     finally:
