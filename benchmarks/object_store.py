@@ -47,20 +47,10 @@ from tuneserve.repository import StoreConfig, open_store
 from tuneserve.v1 import inference_pb2, inference_pb2_grpc, model_pb2, model_pb2_grpc
 
 sys.path.insert(0, str(ROOT / "tests"))
-from s3server import MinioServer  # the tests' MinIO runner: one way to start it
+from s3server import MinioServer, minio_binary  # the tests' MinIO runner: one way to start it
 
 BUCKET = "bench"
 MODEL = "sentiment"
-
-
-def minio_binary(given: str | None) -> Path:
-    if given or os.environ.get("MINIO"):
-        return Path(given or os.environ["MINIO"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneserve" / "bin"
-    built = sorted(p for p in cache.glob("minio-*") if p.is_file())
-    if not built:
-        sys.exit("no MinIO binary: `make minio` builds and caches it, or pass --minio / set $MINIO")
-    return built[-1]
 
 
 def copy_serving_versions(source: LocalModelStore, uri: str, cache: Path) -> dict[str, int]:
@@ -210,7 +200,10 @@ def main() -> None:
         sys.exit(f"no models in {args.model_root}: `make demo` builds the demo models")
     with tempfile.TemporaryDirectory(prefix="tuneserve-bench-s3-") as tmp:
         work = Path(tmp)
-        with MinioServer(minio_binary(args.minio), work / "minio") as minio:
+        binary = Path(args.minio) if args.minio else minio_binary()
+        if binary is None:
+            sys.exit("no MinIO binary: `make minio` builds and caches it, or pass --minio / set $MINIO")
+        with MinioServer(binary, work / "minio") as minio:
             minio.make_bucket(BUCKET)
             env = minio.env()
             os.environ.update(env)  # the publishing below runs in this process

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import FIXTURES, run_cli
-from s3server import CLEARED_AWS_VARS, MinioServer, S3Store
+from s3server import CLEARED_AWS_VARS, MinioServer, S3Store, minio_binary
 
 
 @pytest.fixture(scope="session")
@@ -105,15 +105,6 @@ def model_store(trained: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
             "100",
         )
     return root
-
-
-def minio_binary() -> Path | None:
-    """MinIO: $MINIO (`make test` builds and caches it), else a cached build, else None."""
-    if os.environ.get("MINIO"):
-        return Path(os.environ["MINIO"])
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneserve" / "bin"
-    built = sorted(p for p in cache.glob("minio-*") if p.is_file())
-    return built[-1] if built else None
 
 
 @pytest.fixture(scope="session")

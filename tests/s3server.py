@@ -42,6 +42,15 @@ CLEARED_AWS_VARS = (
 )
 
 
+def minio_binary() -> Path | None:
+    """MinIO: $MINIO (`make test` builds and caches it), else a cached build, else None."""
+    if os.environ.get("MINIO"):
+        return Path(os.environ["MINIO"])
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneserve" / "bin"
+    built = sorted(p for p in cache.glob("minio-*") if p.is_file())
+    return built[-1] if built else None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
