@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_NO_EDITABLE := 1
-EXTRAS ?= --extra serve --extra train
+EXTRAS ?= --extra serve --extra train --extra tracking
 MODEL_ROOT ?= models
 PYTEST_ARGS ?=
 # grpcurl runs the README's grpcurl examples (tests/integration/test_readme.py); built into .bin/ with Go.

@@ -11,6 +11,7 @@ from typing import ClassVar
 import click
 
 from tuneserve import logs, remote
+from tuneserve.searchspace import DEFAULT_SPACE
 
 
 def _opt(*decls: str, env: str, **kwargs):
@@ -166,6 +167,46 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
         return 130
 
 
+def _search_space(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict | None:
+    """--search NAME=SPEC..., parsed and checked: a bad one is a usage error naming --search."""
+    from tuneserve.searchspace import SpaceError, space
+
+    try:
+        return space(value) if value else None
+    except SpaceError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+
+
+def _tracking_available(report_to: str | None) -> None:
+    """Local training: --report-to's library must be installed (a usage error naming the flag)."""
+    from tuneserve.trainer.tracking import TrackingUnavailable, check
+
+    if report_to:
+        try:
+            check(report_to)
+        except TrackingUnavailable as exc:
+            raise click.BadParameter(str(exc), param_hint="'--report-to'") from exc
+
+
+def _search_config(options: dict):
+    """The SearchConfig of --trials/--search/...; None without --trials."""
+    from tuneserve.searchspace import default_space
+    from tuneserve.trainer.search import SearchConfig
+
+    if options["search_specs"] and not options["trials"]:
+        raise click.UsageError("--search needs --trials N (N >= 1)")
+    if options["search_timeout"] is not None and not options["trials"]:
+        raise click.UsageError("--search-timeout needs --trials N (N >= 1)")
+    if not options["trials"]:
+        return None
+    return SearchConfig(
+        trials=options["trials"],
+        space=options["search_specs"] or default_space(),
+        timeout_s=options["search_timeout"],
+        prune=options["prune"],
+    )
+
+
 @main.command()
 @_opt(
     "--task",
@@ -306,6 +347,51 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
     default=None,
     help="HOST:PORT on node 0 where the hosts meet (needed with --nnodes > 1).",
 )
+@_opt(
+    "--trials",
+    env="TRIALS",
+    default=0,
+    type=click.IntRange(0, 1000),
+    help="Hyperparameter search: this many trials (Optuna TPE), the best one kept [0: no search].",
+)
+@_opt(
+    "--search",
+    "search_specs",
+    env="SEARCH",
+    multiple=True,
+    callback=_search_space,
+    help="NAME=SPEC, repeatable: what --trials varies. SPEC is LOW:HIGH, LOW:HIGH:log or A|B|C; NAME is "
+    "learning_rate, epochs, batch_size, weight_decay, warmup_ratio or freeze "
+    f"[default with --trials: {' '.join(f'{k}={v}' for k, v in DEFAULT_SPACE.items())}].",
+)
+@_opt(
+    "--search-timeout",
+    env="SEARCH_TIMEOUT",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds of search: no trial starts after them [default: no limit].",
+)
+@_opt(
+    "--prune/--no-prune",
+    env="PRUNE",
+    default=True,
+    help="Stop a trial early when an epoch's validation metric is below the median of earlier trials.",
+)
+@_opt(
+    "--keep-best-on-cancel",
+    env="KEEP_BEST_ON_CANCEL",
+    is_flag=True,
+    default=False,
+    help="With --server: a cancelled search still exports and gates its best finished trial.",
+)
+@_opt(
+    "--report-to",
+    env="REPORT_TO",
+    default=None,
+    type=click.Choice(["none", "mlflow", "tensorboard"]),
+    help="Experiment tracking (the tracking extra): mlflow (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME) or "
+    "tensorboard (locally under OUTPUT/runs) [default: none; with --server: the server's].",
+)
 @_connection
 @_opt("--model", env="MODEL", default=None, help="With --server: the model to train a new version of.")
 @_opt("--train-uri", env="TRAIN_URI", default=None, help="With --server: training data under its data root.")
@@ -374,6 +460,10 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
             raise click.UsageError(f"--{remote_only.replace('_', '-')} needs --server")
     if options["replace_labels"]:
         raise click.UsageError("--replace-labels needs --server")
+    if options["keep_best_on_cancel"]:
+        raise click.UsageError("--keep-best-on-cancel needs --server (a local search stops on Ctrl-C)")
+    how_search = _search_config(options)
+    _tracking_available(options["report_to"])
     local = {k: v for k, v in options.items() if k in _LOCAL_TRAIN_OPTIONS}
     from tuneserve.trainer.launch import Launch, RankFailed, launch
 
@@ -389,9 +479,16 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
         raise click.UsageError(str(exc)) from exc
     from tuneserve import objects
     from tuneserve.data import DataError
+    from tuneserve.trainer import search, tracking
     from tuneserve.trainer.train import BaseModelError, TrainConfig
     from tuneserve.trainer.train import train as run_train
 
+    def train_fn(config, on_progress, should_cancel):
+        if how.distributed:
+            return launch(config, how, on_progress=on_progress, should_cancel=should_cancel)
+        return run_train(config, on_progress=on_progress, should_cancel=should_cancel)
+
+    report_to = options["report_to"] or "none"
     try:
         # Data in object storage is copied beside the checkpoint: export re-measures on the validation file.
         fetched = Path(local["output"]) / "data"
@@ -399,18 +496,33 @@ def train(ctx: click.Context, train_path: Path | None, **options) -> None:
             objects.download(p, fetched) if objects.is_s3(p) else p for p in (train_path, local["validation"])
         )
         config = TrainConfig(train=train_path, **local)
-        result = launch(config, how) if how.distributed else run_train(config)
+        if how_search is None and report_to == "none":
+            result = train_fn(config, lambda _: None, lambda: False)
+            summary: dict = {}
+        else:
+            if how.distributed and how.node_rank != 0:
+                raise click.UsageError("--trials and --report-to run on node 0 only (--node-rank 0)")
+            tracker = tracking.open_tracker(report_to, Path(local["output"]) / "runs")
+            outcome = search.run(
+                config, how_search, tracker, name=f"train-{Path(local['output']).name}", train_fn=train_fn
+            )
+            result, summary = outcome.result, outcome.summary
     except objects.ObjectError as exc:
         raise click.ClickException(str(exc)) from exc
-    except (DataError, BaseModelError, ValueError, RankFailed) as exc:
+    except (DataError, BaseModelError, ValueError, RankFailed, search.SearchFailed) as exc:
         raise click.ClickException(str(exc)) from exc
     if result is None:  # a node without rank 0: rank 0's node prints the result
         return
-    click.echo(
-        json.dumps(
-            {"output": str(result.output), "metrics": result.metrics, "seconds": round(result.seconds, 1)}
+    line = {"output": str(result.output), "metrics": result.metrics, "seconds": round(result.seconds, 1)}
+    if summary:
+        click.echo(
+            remote.trials_table(summary["trials"], summary["best_trial"], summary["objective"]), err=True
         )
-    )
+        line["search"] = {
+            k: summary[k] for k in ("best_trial", "objective", "best_value", "chosen", "stopped")
+        }
+        line["seconds"] = summary["seconds"]
+    click.echo(json.dumps(line))
 
 
 @main.command(name="export")
@@ -598,7 +710,9 @@ def enum_value(enum: str, choice: str | None) -> int:
     if enum == "Task":
         return common_pb2.Task.Value(_TASKS[choice])
     kind = getattr(common_pb2, enum, None) or getattr(training_pb2, enum)
-    prefix = {"JobState": "JOB_STATE", "PromotionPolicy": "PROMOTION_POLICY"}.get(enum, enum.upper())
+    prefix = {"JobState": "JOB_STATE", "PromotionPolicy": "PROMOTION_POLICY", "ReportTo": "REPORT_TO"}.get(
+        enum, enum.upper()
+    )
     return kind.Value(f"{prefix}_{choice.upper().replace('-', '_')}")
 
 
@@ -654,6 +768,25 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         replace_labels=options["replace_labels"],
         nproc_per_node=options["nproc_per_node"] if _given(ctx, "nproc_per_node") else 0,
     )
+    how_search = _search_config(options)
+    if how_search is not None:
+        request.search.trials = how_search.trials
+        request.search.timeout_seconds = how_search.timeout_s or 0.0
+        request.search.prune = how_search.prune
+        request.search.keep_best_on_cancel = options["keep_best_on_cancel"]
+        if options["search_specs"]:  # else the server's default space
+            for dim in how_search.space.values():
+                request.search.space.add(
+                    name=dim.name,
+                    low=dim.low or 0.0,
+                    high=dim.high or 0.0,
+                    log=dim.log,
+                    choices=[str(c) for c in dim.choices],
+                )
+    elif options["keep_best_on_cancel"]:
+        raise click.UsageError("--keep-best-on-cancel needs --trials N")
+    if options["report_to"]:
+        request.report_to = enum_value("ReportTo", options["report_to"])
     if options["train_uri"] or options["validation_uri"]:
         if _given(ctx, "text_column"):
             request.text_column = options["text_column"]
@@ -762,7 +895,10 @@ def jobs_get(job_id: str, **conn) -> None:
     from tuneserve.v1 import training_pb2
 
     request = training_pb2.GetTrainingJobRequest(job_id=job_id)
-    remote.echo(remote.call(_connect(conn), "training", "GetTrainingJob", request).job)
+    job = remote.call(_connect(conn), "training", "GetTrainingJob", request).job
+    remote.echo(job)
+    if table := remote.job_trials_table(job):  # a search's trials, for people (stdout stays one JSON)
+        click.echo(table, err=True)
 
 
 @jobs.command(name="watch")

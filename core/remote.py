@@ -130,6 +130,55 @@ def _field(field: Any, value: Any) -> Any:
     return int(value) if field.type in _INT64 and isinstance(value, str) else value
 
 
+def trials_table(trials: list[dict[str, Any]], best: int | None, objective: str) -> str:
+    """A search's trials as a readable table: number, state, objective, seconds, hyperparameters; the best
+    one marked ``*``."""
+    header = ["trial", "state", objective or "value", "epochs", "seconds", "hyperparameters"]
+    rows = [header]
+    for t in trials:
+        value = t.get("value")
+        params = " ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(t["params"].items())
+        )
+        rows.append(
+            [
+                f"{'*' if t['number'] == best else ' '}{t['number']}",
+                t["state"] + (f" ({t['error']})" if t.get("error") else ""),
+                "-" if value is None else f"{value:.4f}",
+                str(t.get("epochs", len(t.get("history") or ()))),
+                f"{t.get('seconds') or 0:.1f}",
+                params,
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in rows
+    )
+
+
+def job_trials_table(job: Any) -> str:
+    """The trials table of a TrainingJob message; empty without a search."""
+    from tuneserve.v1 import training_pb2
+
+    if not job.trials:
+        return ""
+    trials = []
+    for t in job.trials:
+        trials.append(
+            {
+                "number": t.number,
+                "state": training_pb2.TrialState.Name(t.state).removeprefix("TRIAL_STATE_").lower(),
+                "value": t.value if t.HasField("value") else None,
+                "epochs": t.epochs,
+                "seconds": t.seconds,
+                "error": t.error,
+                "params": {f.name: v for f, v in t.hyperparameters.ListFields()},
+            }
+        )
+    best = job.best_trial if job.HasField("best_trial") else None
+    return trials_table(trials, best, job.primary_metric)
+
+
 # ---------------------------------------------------------------- Train
 
 
@@ -217,6 +266,8 @@ def watch(conn: Connection, job_id: str, out: Callable[[Any], None] = echo) -> i
     finally:
         bar.close()
     out(job)
+    if table := job_trials_table(job):
+        click.echo(table, err=True)
     if job.state != training_pb2.JOB_STATE_SUCCEEDED:
         state = training_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()
         click.echo(f"job {job_id} {state}: {job.error or job.promotion_reason or ''}".rstrip(": "), err=True)

@@ -72,6 +72,8 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
     ("--minimum-metric", "training.minimum_metric", click.FloatRange(0, 1)),
     ("--training-signing-key", "training.signing_key", _FILE),
+    ("--report-to", "training.report_to", click.Choice(["none", "mlflow", "tensorboard"])),
+    ("--tensorboard-dir", "training.tensorboard_dir", click.Path(file_okay=False, path_type=Path)),
     ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
     ("--read-tokens-file", "auth.read_tokens_file", _FILE),
     ("--auth-inference/--no-auth-inference", "auth.require_token_for_inference", bool),

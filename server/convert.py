@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -150,6 +151,30 @@ def training_job(job: jobstore.JobRecord) -> training_pb2.TrainingJob:
         ],
         best_epoch=job.best_epoch,
         message=job.message,
+        trials=[trial(t) for t in job.trials],
+        best_trial=job.best_trial,
+    )
+
+
+_TRIAL_STATES = {
+    "running": training_pb2.TRIAL_STATE_RUNNING,
+    "complete": training_pb2.TRIAL_STATE_COMPLETE,
+    "pruned": training_pb2.TRIAL_STATE_PRUNED,
+    "failed": training_pb2.TRIAL_STATE_FAILED,
+}
+
+
+def trial(record: dict[str, Any]) -> training_pb2.Trial:
+    """A trial of the job store (``JobRecord.trials``) as the proto's Trial."""
+    return training_pb2.Trial(
+        number=record["number"],
+        state=_TRIAL_STATES[record["state"]],
+        hyperparameters=training_pb2.Hyperparameters(**record["params"]),
+        value=record.get("value"),
+        metrics={k: float(v) for k, v in (record.get("metrics") or {}).items()},
+        epochs=len(record.get("history") or ()),
+        seconds=float(record.get("seconds") or 0.0),
+        error=record.get("error", ""),
     )
 
 
@@ -163,5 +188,6 @@ def training_event(event: Event) -> training_pb2.WatchTrainingJobResponse:
             metrics=event.metrics,
             message=event.message,
             time=_epoch_timestamp(event.time),
+            trial=trial(event.trial) if event.trial is not None else None,
         )
     )

@@ -62,11 +62,21 @@ class Event:
     message: str
     time: float
     progress_only: bool = False
+    trial: dict[str, Any] | None = None  # during a search: the trial the event is about
 
     @classmethod
-    def of(cls, job: JobRecord, message: str = "", progress_only: bool = False) -> Event:
+    def of(
+        cls,
+        job: JobRecord,
+        message: str = "",
+        progress_only: bool = False,
+        trial: dict[str, Any] | None = None,
+    ) -> Event:
         """A snapshot of ``job``; a progress-only event carries only its own message (usually none), so
-        that a watcher sees each message once."""
+        that a watcher sees each message once. During a search, the event carries ``trial`` (else the
+        running trial)."""
+        if trial is None and job.trials and job.trials[-1]["state"] == "running":
+            trial = job.trials[-1]
         return cls(
             job.id,
             job.state,
@@ -79,6 +89,7 @@ class Event:
             message if progress_only else message or job.message,
             time.time(),
             progress_only,
+            dict(trial) if trial is not None else None,
         )
 
 
@@ -257,8 +268,11 @@ class JobRunner:
         await asyncio.to_thread(self.jobs.save, job)
         proc = self._running.get(job.id)
         _signal_group(proc, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.settings.cancel_grace_s, _signal_group, proc, signal.SIGKILL)
+        if not (job.spec.get("search") or {}).get("keep_best_on_cancel"):
+            # A search that keeps its best trial goes on to export it: no deadline (a second cancel
+            # during the export stops it at the next stage).
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.settings.cancel_grace_s, _signal_group, proc, signal.SIGKILL)
         log.info("job cancel requested", job=job.id, model=job.model)
         return job
 
@@ -429,6 +443,40 @@ class JobRunner:
                 job.primary_metric = event.get("primary_metric") or job.primary_metric
                 _add_epoch(job, event)
             await self._publish(job, event.get("message", ""), progress_only=not event.get("metrics"))
+        elif kind == "trial":
+            record = dict(event["trial"])
+            job.primary_metric = event.get("primary_metric") or job.primary_metric
+            job.trials = [t for t in job.trials if t["number"] != record["number"]] + [record]
+            if record["state"] == "running":  # a new trial: its epochs replace the last one's
+                job.epoch_metrics, job.best_epoch = [], 0
+            complete = [t for t in job.trials if t["state"] == "complete"]
+            if complete:
+                job.best_trial = max(complete, key=lambda t: t["value"])["number"]
+            await self._publish(job, event.get("message", ""), trial=record)
+        elif kind == "search":  # the search ended: the job's epochs are the best trial's
+            summary = event["summary"]
+            job.best_trial = int(summary["best_trial"])
+            job.epoch_metrics = [
+                {
+                    "epoch": int(h["epoch"]),
+                    "step": int(h["step"]),
+                    "train_loss": float(h.get("train_loss") or 0.0),
+                    "metrics": {
+                        k: float(v) for k, v in h.items() if k not in ("epoch", "step", "train_loss")
+                    },
+                }
+                for h in event.get("history", [])
+            ]
+            if job.epoch_metrics:
+                key = job.primary_metric
+                job.best_epoch = max(job.epoch_metrics, key=lambda e: e["metrics"].get(key, float("-inf")))[
+                    "epoch"
+                ]
+            await self._publish(
+                job,
+                f"search done ({summary['stopped']}): best trial {job.best_trial}, "
+                f"{summary['objective']} {summary['best_value']:.4f}",
+            )
         elif kind == "validated":
             job.new_metrics = {k: float(v) for k, v in event["metrics"].items()}
             job.primary_metric = event["primary_metric"]
@@ -521,16 +569,20 @@ class JobRunner:
         with contextlib.suppress(Exception):
             shutil.rmtree(self.store.staging_path(job.model, f"job-{job.id}"), ignore_errors=True)
 
-    async def _publish(self, job: JobRecord, message: str, progress_only: bool = False) -> None:
+    async def _publish(
+        self, job: JobRecord, message: str, progress_only: bool = False, trial: dict[str, Any] | None = None
+    ) -> None:
         job.message = message or job.message
         await asyncio.to_thread(self.jobs.save, job)
-        await self._notify(job, message, progress_only)
+        await self._notify(job, message, progress_only, trial)
 
-    async def _notify(self, job: JobRecord, message: str, progress_only: bool = False) -> None:
+    async def _notify(
+        self, job: JobRecord, message: str, progress_only: bool = False, trial: dict[str, Any] | None = None
+    ) -> None:
         job.message = message or job.message
         live = self._live.setdefault(job.id, _Live())
         async with live.changed:
-            live.events.append(Event.of(job, message, progress_only))
+            live.events.append(Event.of(job, message, progress_only, trial))
             live.changed.notify_all()
 
     def _kill_orphan(self, job: JobRecord) -> None:

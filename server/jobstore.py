@@ -80,6 +80,10 @@ class JobRecord(BaseModel):
     pid: int = 0
     work_dir: str = ""
     cancel_requested: bool = False
+    # A search's trials (Trial in the proto): {"number", "params", "state", "value", "metrics", "history",
+    # "seconds", "error"}; best_trial: the best complete one (None: none yet, or no search).
+    trials: list[dict[str, Any]] = Field(default_factory=list)
+    best_trial: int | None = None
     spec: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -159,6 +159,16 @@ class TrainingSettings(BaseModel):
         description="Ed25519 private key (PEM) that jobs sign the versions they publish with, so servers run "
         "with --verify-key serve them.",
     )
+    report_to: Literal["none", "mlflow", "tensorboard"] = Field(
+        "none",
+        description="Experiment tracking of Train requests that set no report_to: mlflow (configured by the "
+        "server's MLFLOW_* variables) or tensorboard (needs the tracking extra).",
+    )
+    tensorboard_dir: Path | None = Field(
+        None,
+        description="Where report_to tensorboard writes, one folder per job (MODEL/JOB_ID) [default: "
+        "tensorboard/ in the jobs folder].",
+    )
     defaults: HyperparameterDefaults = Field(default_factory=HyperparameterDefaults)
 
     @field_validator("data_root")

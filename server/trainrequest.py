@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneserve import data as datasets
-from tuneserve import objects
+from tuneserve import objects, searchspace
 from tuneserve.pipeline.job import JobSpec
 from tuneserve.repository import ModelStore, StoreError, check_name
 from tuneserve.server import holdout
@@ -50,17 +50,7 @@ _DEFAULT_BASE_PREFIX = "sentence-transformers/all-MiniLM-L6-v2 (packaged"
 TRAIN_FILE = "train.jsonl"
 VALIDATION_FILE = "validation.jsonl"
 # (field, bounds check, allowed values in words); proto fields are optional, unset ones take the default.
-_RANGES: dict[str, tuple[Any, str]] = {
-    "epochs": (lambda v: 0 < v <= 100, "> 0 and <= 100"),
-    "learning_rate": (lambda v: 0 < v <= 1, "> 0 and <= 1"),
-    "batch_size": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
-    "max_length": (lambda v: 8 <= v <= 512, "between 8 and 512 (the base model's position limit)"),
-    "weight_decay": (lambda v: 0 <= v <= 1, ">= 0 and <= 1"),
-    "warmup_ratio": (lambda v: 0 <= v < 1, ">= 0 and < 1"),
-    "gradient_accumulation_steps": (lambda v: 1 <= v <= 1024, "between 1 and 1024"),
-    "early_stopping_patience": (lambda v: 0 <= v <= 100, "between 0 and 100"),
-    "seed": (lambda v: 0 <= v <= 2**32 - 1, "between 0 and 4294967295 (2^32 - 1)"),
-}
+_RANGES = searchspace.RANGES
 _MAX_URI = 4096  # PATH_MAX on Linux
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 _HUB_PROBE_TIMEOUT_S = 2.0
@@ -89,6 +79,12 @@ def prepare(
     nproc = _nproc_per_node(request.nproc_per_node, settings)
     hyper = _hyperparameters(request, settings)
     _check_freeze(hyper["freeze"], base)
+    search = _search(request.search) if request.HasField("search") else None
+    if search is not None:
+        for dim in search["space"]:
+            for choice in dim.get("choices", ()) if dim["name"] == "freeze" else ():
+                _check_freeze(choice, base, field="search.space.freeze")
+    report_to = _report_to(request.report_to, settings)
     quantize, int8_mode = _quantization(request.quantization, settings)
     if request.promotion_tolerance < 0 or request.promotion_tolerance != request.promotion_tolerance:
         raise InvalidInput(f"promotion_tolerance is {request.promotion_tolerance}: it must be >= 0")
@@ -150,6 +146,13 @@ def prepare(
             device=settings.training.device,
             nproc_per_node=nproc,
             signing_key=settings.training.signing_key,
+            search=search,
+            report_to=report_to,
+            tensorboard_dir=(
+                (settings.training.tensorboard_dir or settings.jobs_dir / "tensorboard") / name / job_id
+                if report_to == "tensorboard"
+                else None
+            ),
         )
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
@@ -287,7 +290,70 @@ def _base_config(base: str | None) -> Path | None:
     return _hub_config(base)
 
 
-def _check_freeze(freeze: str, base: str | None) -> None:
+_MAX_TRIALS = 1000
+_REPORT_TO = {
+    training_pb2.REPORT_TO_NONE: "none",
+    training_pb2.REPORT_TO_MLFLOW: "mlflow",
+    training_pb2.REPORT_TO_TENSORBOARD: "tensorboard",
+}
+
+
+def _search(search: training_pb2.Search) -> dict[str, Any] | None:
+    """The job's search (``SearchConfig.as_dict``), or None for no trials; InvalidInput naming the field."""
+    if not 0 <= search.trials <= _MAX_TRIALS:
+        raise InvalidInput(f"search.trials is {search.trials}: it must be between 0 and {_MAX_TRIALS}")
+    if search.timeout_seconds < 0 or search.timeout_seconds != search.timeout_seconds:
+        raise InvalidInput(
+            f"search.timeout_seconds is {search.timeout_seconds}: it must be >= 0 (0: no limit)"
+        )
+    space: dict[str, searchspace.Dimension] = {}
+    for i, given in enumerate(search.space):
+        where = f"search.space[{i}]"
+        if given.name in space:
+            raise InvalidInput(f"{where}: {given.name!r} is given twice")
+        ranged = bool(given.low or given.high or given.log)
+        try:
+            dim = searchspace.dimension(
+                given.name,
+                low=given.low if ranged else None,
+                high=given.high if ranged else None,
+                log=given.log,
+                choices=given.choices,
+            )
+        except searchspace.SpaceError as exc:
+            raise InvalidInput(f"{where}: {exc}") from exc
+        space[dim.name] = dim
+    if not search.trials:
+        if space or search.timeout_seconds:
+            raise InvalidInput("search.trials is 0 (no search), but search.space or timeout_seconds is set")
+        return None
+    return {
+        "trials": search.trials,
+        "space": [d.as_dict() for d in (space or searchspace.default_space()).values()],
+        "timeout_s": search.timeout_seconds or None,
+        "prune": search.prune if search.HasField("prune") else True,
+        "keep_best_on_cancel": search.keep_best_on_cancel,
+    }
+
+
+def _report_to(value: int, settings: Settings) -> str:
+    """The job's tracker: the request's, else the server's; InvalidInput if its library is missing."""
+    from tuneserve.trainer.tracking import TrackingUnavailable, check
+
+    if value == training_pb2.REPORT_TO_UNSPECIFIED:
+        kind = settings.training.report_to
+    elif value in _REPORT_TO:
+        kind = _REPORT_TO[value]
+    else:
+        raise InvalidInput(f"report_to {value} is not a known ReportTo value")
+    try:
+        check(kind)
+    except TrackingUnavailable as exc:
+        raise InvalidInput(str(exc)) from exc
+    return kind
+
+
+def _check_freeze(freeze: str, base: str | None, field: str = "hyperparameters.freeze") -> None:
     """``freeze`` N must not exceed the base model's layers (num_hidden_layers of its config.json)."""
     if not freeze.isascii() or not freeze.isdigit():
         return  # 'none' or 'encoder' (anything else was refused already)
@@ -300,7 +366,7 @@ def _check_freeze(freeze: str, base: str | None) -> None:
         return  # the job reports what is wrong with the base model
     if int(freeze) > layers:
         raise InvalidInput(
-            f"hyperparameters.freeze is {freeze}, but the base model has {layers} layers: freeze at most "
+            f"{field} is {freeze}, but the base model has {layers} layers: freeze at most "
             f"{layers}, or 'encoder' for all of them"
         )
 

@@ -58,6 +58,9 @@ class JobSpec(BaseModel):
     nproc_per_node: int = 1  # training processes (DDP through torchrun when > 1)
     device: str = "auto"
     signing_key: Path | None = None  # Ed25519 private key (PEM) the new version is signed with
+    search: dict[str, Any] | None = None  # trainer.search.SearchConfig.as_dict(); None: one run
+    report_to: str = "none"  # experiment tracking: none | mlflow | tensorboard
+    tensorboard_dir: Path | None = None  # report_to tensorboard: where the event files go
 
 
 class _Events:
@@ -150,6 +153,7 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
     from tuneserve.progress import Progress
     from tuneserve.quality import primary_metric
     from tuneserve.repository import Manifest
+    from tuneserve.trainer import search, tracking
     from tuneserve.trainer.launch import Launch, launch
     from tuneserve.trainer.train import TrainConfig, train
 
@@ -163,14 +167,32 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
             seen_stages.add(name)
             events.send("stage", stage=name, message=message)
 
-    epochs = spec.hyperparameters.get("epochs")
-    of_epochs = f"/{epochs:g}" if isinstance(epochs, int | float) else ""
+    how = search.SearchConfig.from_dict(spec.search) if spec.search else None
+    trial: dict[str, Any] = {}  # the running trial of a search
+
+    def on_trial(record: dict[str, Any]) -> None:
+        trial.clear()
+        trial.update(record)
+        state = record["state"]
+        shown = ", ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in record["params"].items()
+        )
+        if state == "running":
+            message = f"trial {record['number']} started: {shown}"
+        else:
+            value = record.get("value")
+            outcome = f"{metric} {value:.4f}" if value is not None else record.get("error", "")
+            message = f"trial {record['number']} {state}: {outcome} ({shown})"
+        events.send("trial", trial=record, primary_metric=metric, message=message)
 
     def on_train_progress(p: Progress) -> None:
         if p.stage == "evaluating":
             shown = ", ".join(
                 f"{k} {v:.4f}" for k, v in sorted(p.metrics.items(), key=lambda kv: kv[0] != metric)
             )
+            epochs = trial.get("params", {}).get("epochs", spec.hyperparameters.get("epochs"))
+            of_epochs = f"/{epochs:g}" if isinstance(epochs, int | float) else ""
+            of_trial = f"trial {trial['number']}: " if trial else ""
             events.send(
                 "progress",
                 step=p.step,
@@ -179,7 +201,7 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
                 loss=p.loss or 0.0,
                 metrics=p.metrics,
                 primary_metric=metric,
-                message=f"epoch {p.epoch:.0f}{of_epochs}: {shown}",
+                message=f"{of_trial}epoch {p.epoch:.0f}{of_epochs}: {shown}",
             )
         else:
             events.progress(p.step, p.total, p.epoch, p.loss)
@@ -196,18 +218,45 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
         progress_bar=False,
         **spec.hyperparameters,
     )
-    if spec.nproc_per_node > 1:
-        how = Launch(
-            nproc_per_node=spec.nproc_per_node,
-            threads_per_rank=max(1, spec.threads // spec.nproc_per_node),
+
+    def train_fn(config: TrainConfig, on_progress: Any, should_cancel: Any) -> Any:
+        if spec.nproc_per_node > 1:
+            ranks = Launch(
+                nproc_per_node=spec.nproc_per_node,
+                threads_per_rank=max(1, spec.threads // spec.nproc_per_node),
+            )
+            result = launch(config, ranks, on_progress=on_progress, should_cancel=should_cancel)
+            assert result is not None  # one node: rank 0 is here
+            return result
+        return train(config, on_progress=on_progress, should_cancel=should_cancel)
+
+    tracker = tracking.open_tracker(spec.report_to, spec.tensorboard_dir)
+    outcome = search.run(
+        config,
+        how,
+        tracker,
+        name=f"{spec.model}-job-{spec.job_id}",
+        tags={"tuneserve.job_id": spec.job_id, "tuneserve.model": spec.model},
+        on_progress=on_train_progress,
+        should_cancel=stop,
+        on_trial=on_trial,
+        train_fn=train_fn,
+    )
+    result = outcome.result
+    if outcome.summary:
+        s = outcome.summary
+        events.send(
+            "search",
+            summary=s,
+            history=next((t["history"] for t in s["trials"] if t["number"] == s["best_trial"]), []),
         )
-        result = launch(config, how, on_progress=on_train_progress, should_cancel=stop)
-        assert result is not None  # one node: rank 0 is here
-    else:
-        result = train(config, on_progress=on_train_progress, should_cancel=stop)
+    if outcome.cancelled:  # keep_best_on_cancel: the best trial goes on; a second cancel stops it
+        stop.requested = False
     best = max(result.history, key=lambda h: h.get(metric, float("-inf")), default={})
+    of_trial = f"trial {outcome.summary['best_trial']}, " if outcome.summary else ""
     stage(
-        "evaluating", f"best epoch {best.get('epoch', 0):.0f}: {metric} {result.metrics.get(metric, 0):.4f}"
+        "evaluating",
+        f"best: {of_trial}epoch {best.get('epoch', 0):.0f}: {metric} {result.metrics.get(metric, 0):.4f}",
     )
     stop.check()
 

@@ -22,6 +22,125 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReportTo is the experiment tracker a job reports its runs to.
+type ReportTo int32
+
+const (
+	// Not set: the server's setting.
+	ReportTo_REPORT_TO_UNSPECIFIED ReportTo = 0
+	// No tracking.
+	ReportTo_REPORT_TO_NONE ReportTo = 1
+	// MLflow, configured by the server's MLFLOW_* environment (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME):
+	// a run per job, a nested run per trial with its hyperparameters, per-epoch metrics and loss curve.
+	ReportTo_REPORT_TO_MLFLOW ReportTo = 2
+	// TensorBoard event files under the server's tensorboard folder, one folder per job.
+	ReportTo_REPORT_TO_TENSORBOARD ReportTo = 3
+)
+
+// Enum value maps for ReportTo.
+var (
+	ReportTo_name = map[int32]string{
+		0: "REPORT_TO_UNSPECIFIED",
+		1: "REPORT_TO_NONE",
+		2: "REPORT_TO_MLFLOW",
+		3: "REPORT_TO_TENSORBOARD",
+	}
+	ReportTo_value = map[string]int32{
+		"REPORT_TO_UNSPECIFIED": 0,
+		"REPORT_TO_NONE":        1,
+		"REPORT_TO_MLFLOW":      2,
+		"REPORT_TO_TENSORBOARD": 3,
+	}
+)
+
+func (x ReportTo) Enum() *ReportTo {
+	p := new(ReportTo)
+	*p = x
+	return p
+}
+
+func (x ReportTo) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReportTo) Descriptor() protoreflect.EnumDescriptor {
+	return file_tuneserve_v1_training_proto_enumTypes[0].Descriptor()
+}
+
+func (ReportTo) Type() protoreflect.EnumType {
+	return &file_tuneserve_v1_training_proto_enumTypes[0]
+}
+
+func (x ReportTo) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReportTo.Descriptor instead.
+func (ReportTo) EnumDescriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{0}
+}
+
+// TrialState is where a trial of a search is.
+type TrialState int32
+
+const (
+	// Not set. Never returned by the server.
+	TrialState_TRIAL_STATE_UNSPECIFIED TrialState = 0
+	// Training.
+	TrialState_TRIAL_STATE_RUNNING TrialState = 1
+	// Trained to the end; `value` is its objective.
+	TrialState_TRIAL_STATE_COMPLETE TrialState = 2
+	// Stopped early by the pruner; `value` is its best objective before it stopped.
+	TrialState_TRIAL_STATE_PRUNED TrialState = 3
+	// Stopped by an error (`error`), or by a cancel.
+	TrialState_TRIAL_STATE_FAILED TrialState = 4
+)
+
+// Enum value maps for TrialState.
+var (
+	TrialState_name = map[int32]string{
+		0: "TRIAL_STATE_UNSPECIFIED",
+		1: "TRIAL_STATE_RUNNING",
+		2: "TRIAL_STATE_COMPLETE",
+		3: "TRIAL_STATE_PRUNED",
+		4: "TRIAL_STATE_FAILED",
+	}
+	TrialState_value = map[string]int32{
+		"TRIAL_STATE_UNSPECIFIED": 0,
+		"TRIAL_STATE_RUNNING":     1,
+		"TRIAL_STATE_COMPLETE":    2,
+		"TRIAL_STATE_PRUNED":      3,
+		"TRIAL_STATE_FAILED":      4,
+	}
+)
+
+func (x TrialState) Enum() *TrialState {
+	p := new(TrialState)
+	*p = x
+	return p
+}
+
+func (x TrialState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TrialState) Descriptor() protoreflect.EnumDescriptor {
+	return file_tuneserve_v1_training_proto_enumTypes[1].Descriptor()
+}
+
+func (TrialState) Type() protoreflect.EnumType {
+	return &file_tuneserve_v1_training_proto_enumTypes[1]
+}
+
+func (x TrialState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TrialState.Descriptor instead.
+func (TrialState) EnumDescriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{1}
+}
+
 // PromotionPolicy is what happens to a new version once it is registered.
 type PromotionPolicy int32
 
@@ -63,11 +182,11 @@ func (x PromotionPolicy) String() string {
 }
 
 func (PromotionPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_tuneserve_v1_training_proto_enumTypes[0].Descriptor()
+	return file_tuneserve_v1_training_proto_enumTypes[2].Descriptor()
 }
 
 func (PromotionPolicy) Type() protoreflect.EnumType {
-	return &file_tuneserve_v1_training_proto_enumTypes[0]
+	return &file_tuneserve_v1_training_proto_enumTypes[2]
 }
 
 func (x PromotionPolicy) Number() protoreflect.EnumNumber {
@@ -76,7 +195,7 @@ func (x PromotionPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PromotionPolicy.Descriptor instead.
 func (PromotionPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{0}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{2}
 }
 
 // JobState is where a training job is in its life.
@@ -129,11 +248,11 @@ func (x JobState) String() string {
 }
 
 func (JobState) Descriptor() protoreflect.EnumDescriptor {
-	return file_tuneserve_v1_training_proto_enumTypes[1].Descriptor()
+	return file_tuneserve_v1_training_proto_enumTypes[3].Descriptor()
 }
 
 func (JobState) Type() protoreflect.EnumType {
-	return &file_tuneserve_v1_training_proto_enumTypes[1]
+	return &file_tuneserve_v1_training_proto_enumTypes[3]
 }
 
 func (x JobState) Number() protoreflect.EnumNumber {
@@ -142,7 +261,7 @@ func (x JobState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{1}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{3}
 }
 
 // TrainingStage is the step a job is at. Stages advance in the order listed; a finished job keeps the
@@ -208,11 +327,11 @@ func (x TrainingStage) String() string {
 }
 
 func (TrainingStage) Descriptor() protoreflect.EnumDescriptor {
-	return file_tuneserve_v1_training_proto_enumTypes[2].Descriptor()
+	return file_tuneserve_v1_training_proto_enumTypes[4].Descriptor()
 }
 
 func (TrainingStage) Type() protoreflect.EnumType {
-	return &file_tuneserve_v1_training_proto_enumTypes[2]
+	return &file_tuneserve_v1_training_proto_enumTypes[4]
 }
 
 func (x TrainingStage) Number() protoreflect.EnumNumber {
@@ -221,7 +340,7 @@ func (x TrainingStage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TrainingStage.Descriptor instead.
 func (TrainingStage) EnumDescriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{2}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{4}
 }
 
 // TrainRequest describes a fine-tuning job.
@@ -284,7 +403,14 @@ type TrainRequest struct {
 	// batch_size x gradient_accumulation_steps x nproc_per_node, and the learning rate is not rescaled.
 	// 0 (the default) or 1: one process. More than the server's limit (training.max_nproc_per_node, 1 unless
 	// configured) is INVALID_ARGUMENT.
-	NprocPerNode  int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
+	NprocPerNode int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
+	// (Field numbers 16 to 19 are kept for other request fields.)
+	// A hyperparameter search: several trials, the best of which goes on to export, the gate and promotion.
+	// Unset (or `trials` 0): one training run with `hyperparameters`.
+	Search *Search `protobuf:"bytes,20,opt,name=search,proto3" json:"search,omitempty"`
+	// Where the job reports its runs for experiment tracking. Unspecified: the server's setting
+	// (training.report_to, none unless configured). INVALID_ARGUMENT if the server lacks the library.
+	ReportTo      ReportTo `protobuf:"varint,21,opt,name=report_to,json=reportTo,proto3,enum=tuneserve.v1.ReportTo" json:"report_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +550,303 @@ func (x *TrainRequest) GetNprocPerNode() int32 {
 	return 0
 }
 
+func (x *TrainRequest) GetSearch() *Search {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+func (x *TrainRequest) GetReportTo() ReportTo {
+	if x != nil {
+		return x.ReportTo
+	}
+	return ReportTo_REPORT_TO_UNSPECIFIED
+}
+
+// Search is a hyperparameter search inside one training job (Optuna's TPE sampler; trials run one after
+// another). Every trial trains with the hyperparameters of `hyperparameters`, except those in `space`, which
+// it samples. The objective is the task's primary validation metric (TrainingJob.primary_metric),
+// maximized. The best complete trial's model is exported, gated and promoted as a job's model is; the other
+// trials' checkpoints are deleted, and nothing of theirs is published.
+type Search struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Number of trials, 1 to 1000; 0 means no search.
+	Trials int32 `protobuf:"varint,1,opt,name=trials,proto3" json:"trials,omitempty"`
+	// The hyperparameters to vary, each named once. Empty: the default space (learning_rate 1e-5 to 5e-4 on
+	// a log scale, epochs 2 to 6, batch_size 8, 16 or 32).
+	Space []*SearchDimension `protobuf:"bytes,2,rep,name=space,proto3" json:"space,omitempty"`
+	// Time budget in seconds: no trial starts after it (the running trial finishes). 0: no limit. Must be
+	// >= 0.
+	TimeoutSeconds float64 `protobuf:"fixed64,3,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	// Whether to stop unpromising trials early: a trial whose primary metric after an epoch is below the
+	// median of the earlier trials after that epoch is pruned. Unset: true.
+	Prune *bool `protobuf:"varint,4,opt,name=prune,proto3,oneof" json:"prune,omitempty"`
+	// On CancelTrainingJob: false (the default) ends the job CANCELLED, as any job; true stops the current
+	// trial and exports, gates and (if the gate allows) promotes the best trial that finished, if any.
+	KeepBestOnCancel bool `protobuf:"varint,5,opt,name=keep_best_on_cancel,json=keepBestOnCancel,proto3" json:"keep_best_on_cancel,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Search) Reset() {
+	*x = Search{}
+	mi := &file_tuneserve_v1_training_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Search) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Search) ProtoMessage() {}
+
+func (x *Search) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_training_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Search.ProtoReflect.Descriptor instead.
+func (*Search) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Search) GetTrials() int32 {
+	if x != nil {
+		return x.Trials
+	}
+	return 0
+}
+
+func (x *Search) GetSpace() []*SearchDimension {
+	if x != nil {
+		return x.Space
+	}
+	return nil
+}
+
+func (x *Search) GetTimeoutSeconds() float64 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *Search) GetPrune() bool {
+	if x != nil && x.Prune != nil {
+		return *x.Prune
+	}
+	return false
+}
+
+func (x *Search) GetKeepBestOnCancel() bool {
+	if x != nil {
+		return x.KeepBestOnCancel
+	}
+	return false
+}
+
+// SearchDimension is the range or the choices of one hyperparameter in a search. Either `low` < `high`
+// (within the hyperparameter's allowed range; whole numbers for epochs and batch_size, which are sampled
+// as integers), or two or more `choices`; anything else is INVALID_ARGUMENT.
+type SearchDimension struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One of learning_rate, epochs, batch_size, weight_decay, warmup_ratio, freeze (choices only).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Lower bound of the range (inclusive).
+	Low float64 `protobuf:"fixed64,2,opt,name=low,proto3" json:"low,omitempty"`
+	// Upper bound of the range (inclusive).
+	High float64 `protobuf:"fixed64,3,opt,name=high,proto3" json:"high,omitempty"`
+	// Sample the range on a log scale (needs `low` > 0).
+	Log bool `protobuf:"varint,4,opt,name=log,proto3" json:"log,omitempty"`
+	// The values to choose from, as text (e.g. "16", "32"; for freeze: "none", "encoder" or a number).
+	Choices       []string `protobuf:"bytes,5,rep,name=choices,proto3" json:"choices,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchDimension) Reset() {
+	*x = SearchDimension{}
+	mi := &file_tuneserve_v1_training_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchDimension) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchDimension) ProtoMessage() {}
+
+func (x *SearchDimension) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_training_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchDimension.ProtoReflect.Descriptor instead.
+func (*SearchDimension) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SearchDimension) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SearchDimension) GetLow() float64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *SearchDimension) GetHigh() float64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *SearchDimension) GetLog() bool {
+	if x != nil {
+		return x.Log
+	}
+	return false
+}
+
+func (x *SearchDimension) GetChoices() []string {
+	if x != nil {
+		return x.Choices
+	}
+	return nil
+}
+
+// Trial is one trial of a job's hyperparameter search.
+type Trial struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The trial's number, from 0, in the order trials started.
+	Number int32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// Where the trial is.
+	State TrialState `protobuf:"varint,2,opt,name=state,proto3,enum=tuneserve.v1.TrialState" json:"state,omitempty"`
+	// The trial's sampled hyperparameters (only the searched ones are set).
+	Hyperparameters *Hyperparameters `protobuf:"bytes,3,opt,name=hyperparameters,proto3" json:"hyperparameters,omitempty"`
+	// The objective (the primary validation metric, best epoch so far); unset until the first evaluation.
+	Value *float64 `protobuf:"fixed64,4,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// The validation metrics of the trial's latest (when complete, its best) epoch.
+	Metrics map[string]float64 `protobuf:"bytes,5,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Epochs evaluated so far.
+	Epochs int32 `protobuf:"varint,6,opt,name=epochs,proto3" json:"epochs,omitempty"`
+	// Seconds the trial took; 0 while it runs.
+	Seconds float64 `protobuf:"fixed64,7,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	// Why the trial failed, for TRIAL_STATE_FAILED ("cancelled" for a cancel).
+	Error         string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Trial) Reset() {
+	*x = Trial{}
+	mi := &file_tuneserve_v1_training_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Trial) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Trial) ProtoMessage() {}
+
+func (x *Trial) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_training_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Trial.ProtoReflect.Descriptor instead.
+func (*Trial) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Trial) GetNumber() int32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *Trial) GetState() TrialState {
+	if x != nil {
+		return x.State
+	}
+	return TrialState_TRIAL_STATE_UNSPECIFIED
+}
+
+func (x *Trial) GetHyperparameters() *Hyperparameters {
+	if x != nil {
+		return x.Hyperparameters
+	}
+	return nil
+}
+
+func (x *Trial) GetValue() float64 {
+	if x != nil && x.Value != nil {
+		return *x.Value
+	}
+	return 0
+}
+
+func (x *Trial) GetMetrics() map[string]float64 {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *Trial) GetEpochs() int32 {
+	if x != nil {
+		return x.Epochs
+	}
+	return 0
+}
+
+func (x *Trial) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *Trial) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 // TrainResponse returns the job that Train queued.
 type TrainResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -435,7 +858,7 @@ type TrainResponse struct {
 
 func (x *TrainResponse) Reset() {
 	*x = TrainResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[1]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -447,7 +870,7 @@ func (x *TrainResponse) String() string {
 func (*TrainResponse) ProtoMessage() {}
 
 func (x *TrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[1]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -460,7 +883,7 @@ func (x *TrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainResponse.ProtoReflect.Descriptor instead.
 func (*TrainResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{1}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TrainResponse) GetJob() *TrainingJob {
@@ -487,7 +910,7 @@ type Dataset struct {
 
 func (x *Dataset) Reset() {
 	*x = Dataset{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[2]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +922,7 @@ func (x *Dataset) String() string {
 func (*Dataset) ProtoMessage() {}
 
 func (x *Dataset) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[2]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +935,7 @@ func (x *Dataset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Dataset.ProtoReflect.Descriptor instead.
 func (*Dataset) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{2}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Dataset) GetSource() isDataset_Source {
@@ -590,7 +1013,7 @@ type ClassificationExamples struct {
 
 func (x *ClassificationExamples) Reset() {
 	*x = ClassificationExamples{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[3]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +1025,7 @@ func (x *ClassificationExamples) String() string {
 func (*ClassificationExamples) ProtoMessage() {}
 
 func (x *ClassificationExamples) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[3]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +1038,7 @@ func (x *ClassificationExamples) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassificationExamples.ProtoReflect.Descriptor instead.
 func (*ClassificationExamples) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{3}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClassificationExamples) GetExamples() []*ClassificationExample {
@@ -638,7 +1061,7 @@ type ClassificationExample struct {
 
 func (x *ClassificationExample) Reset() {
 	*x = ClassificationExample{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[4]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +1073,7 @@ func (x *ClassificationExample) String() string {
 func (*ClassificationExample) ProtoMessage() {}
 
 func (x *ClassificationExample) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[4]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +1086,7 @@ func (x *ClassificationExample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClassificationExample.ProtoReflect.Descriptor instead.
 func (*ClassificationExample) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{4}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClassificationExample) GetText() string {
@@ -691,7 +1114,7 @@ type TokenExamples struct {
 
 func (x *TokenExamples) Reset() {
 	*x = TokenExamples{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[5]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +1126,7 @@ func (x *TokenExamples) String() string {
 func (*TokenExamples) ProtoMessage() {}
 
 func (x *TokenExamples) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[5]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +1139,7 @@ func (x *TokenExamples) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenExamples.ProtoReflect.Descriptor instead.
 func (*TokenExamples) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{5}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenExamples) GetExamples() []*TokenExample {
@@ -740,7 +1163,7 @@ type TokenExample struct {
 
 func (x *TokenExample) Reset() {
 	*x = TokenExample{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[6]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +1175,7 @@ func (x *TokenExample) String() string {
 func (*TokenExample) ProtoMessage() {}
 
 func (x *TokenExample) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[6]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +1188,7 @@ func (x *TokenExample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenExample.ProtoReflect.Descriptor instead.
 func (*TokenExample) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{6}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TokenExample) GetTokens() []string {
@@ -819,7 +1242,7 @@ type Hyperparameters struct {
 
 func (x *Hyperparameters) Reset() {
 	*x = Hyperparameters{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[7]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1254,7 @@ func (x *Hyperparameters) String() string {
 func (*Hyperparameters) ProtoMessage() {}
 
 func (x *Hyperparameters) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[7]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1267,7 @@ func (x *Hyperparameters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hyperparameters.ProtoReflect.Descriptor instead.
 func (*Hyperparameters) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{7}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Hyperparameters) GetEpochs() int32 {
@@ -935,7 +1358,7 @@ type TrainingProgress struct {
 
 func (x *TrainingProgress) Reset() {
 	*x = TrainingProgress{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[8]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1370,7 @@ func (x *TrainingProgress) String() string {
 func (*TrainingProgress) ProtoMessage() {}
 
 func (x *TrainingProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[8]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1383,7 @@ func (x *TrainingProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingProgress.ProtoReflect.Descriptor instead.
 func (*TrainingProgress) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{8}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TrainingProgress) GetStep() int64 {
@@ -1046,14 +1469,19 @@ type TrainingJob struct {
 	// What the job did last, in words; for a finished job its outcome, e.g. "succeeded: version 2 serves
 	// (accuracy 0.9412 >= baseline 0.9118 - tolerance 0.0000)" or "succeeded: version 1 is registered, not
 	// served: accuracy 0.8100 < minimum 0.9000".
-	Message       string `protobuf:"bytes,21,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,21,opt,name=message,proto3" json:"message,omitempty"`
+	// The trials of the job's hyperparameter search, in order; empty without a search.
+	Trials []*Trial `protobuf:"bytes,22,rep,name=trials,proto3" json:"trials,omitempty"`
+	// The number of the best complete trial so far (the one exported when the search ended); unset until a
+	// trial completes, and without a search.
+	BestTrial     *int32 `protobuf:"varint,23,opt,name=best_trial,json=bestTrial,proto3,oneof" json:"best_trial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TrainingJob) Reset() {
 	*x = TrainingJob{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[9]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1493,7 @@ func (x *TrainingJob) String() string {
 func (*TrainingJob) ProtoMessage() {}
 
 func (x *TrainingJob) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[9]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1506,7 @@ func (x *TrainingJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingJob.ProtoReflect.Descriptor instead.
 func (*TrainingJob) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{9}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TrainingJob) GetId() string {
@@ -1228,6 +1656,20 @@ func (x *TrainingJob) GetMessage() string {
 	return ""
 }
 
+func (x *TrainingJob) GetTrials() []*Trial {
+	if x != nil {
+		return x.Trials
+	}
+	return nil
+}
+
+func (x *TrainingJob) GetBestTrial() int32 {
+	if x != nil && x.BestTrial != nil {
+		return *x.BestTrial
+	}
+	return 0
+}
+
 // EpochMetrics are the validation metrics after one epoch of fine-tuning.
 type EpochMetrics struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1245,7 +1687,7 @@ type EpochMetrics struct {
 
 func (x *EpochMetrics) Reset() {
 	*x = EpochMetrics{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1699,7 @@ func (x *EpochMetrics) String() string {
 func (*EpochMetrics) ProtoMessage() {}
 
 func (x *EpochMetrics) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[10]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1712,7 @@ func (x *EpochMetrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochMetrics.ProtoReflect.Descriptor instead.
 func (*EpochMetrics) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{10}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EpochMetrics) GetEpoch() int32 {
@@ -1312,7 +1754,7 @@ type GetTrainingJobRequest struct {
 
 func (x *GetTrainingJobRequest) Reset() {
 	*x = GetTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1766,7 @@ func (x *GetTrainingJobRequest) String() string {
 func (*GetTrainingJobRequest) ProtoMessage() {}
 
 func (x *GetTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[11]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1779,7 @@ func (x *GetTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*GetTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{11}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetTrainingJobRequest) GetJobId() string {
@@ -1358,7 +1800,7 @@ type GetTrainingJobResponse struct {
 
 func (x *GetTrainingJobResponse) Reset() {
 	*x = GetTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1812,7 @@ func (x *GetTrainingJobResponse) String() string {
 func (*GetTrainingJobResponse) ProtoMessage() {}
 
 func (x *GetTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[12]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1825,7 @@ func (x *GetTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*GetTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{12}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetTrainingJobResponse) GetJob() *TrainingJob {
@@ -1412,7 +1854,7 @@ type ListTrainingJobsRequest struct {
 
 func (x *ListTrainingJobsRequest) Reset() {
 	*x = ListTrainingJobsRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1424,7 +1866,7 @@ func (x *ListTrainingJobsRequest) String() string {
 func (*ListTrainingJobsRequest) ProtoMessage() {}
 
 func (x *ListTrainingJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[13]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1437,7 +1879,7 @@ func (x *ListTrainingJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListTrainingJobsRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{13}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListTrainingJobsRequest) GetModel() string {
@@ -1481,7 +1923,7 @@ type ListTrainingJobsResponse struct {
 
 func (x *ListTrainingJobsResponse) Reset() {
 	*x = ListTrainingJobsResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1935,7 @@ func (x *ListTrainingJobsResponse) String() string {
 func (*ListTrainingJobsResponse) ProtoMessage() {}
 
 func (x *ListTrainingJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[14]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1948,7 @@ func (x *ListTrainingJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTrainingJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListTrainingJobsResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{14}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTrainingJobsResponse) GetJobs() []*TrainingJob {
@@ -1534,7 +1976,7 @@ type CancelTrainingJobRequest struct {
 
 func (x *CancelTrainingJobRequest) Reset() {
 	*x = CancelTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1988,7 @@ func (x *CancelTrainingJobRequest) String() string {
 func (*CancelTrainingJobRequest) ProtoMessage() {}
 
 func (x *CancelTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[15]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +2001,7 @@ func (x *CancelTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{15}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelTrainingJobRequest) GetJobId() string {
@@ -1581,7 +2023,7 @@ type CancelTrainingJobResponse struct {
 
 func (x *CancelTrainingJobResponse) Reset() {
 	*x = CancelTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +2035,7 @@ func (x *CancelTrainingJobResponse) String() string {
 func (*CancelTrainingJobResponse) ProtoMessage() {}
 
 func (x *CancelTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[16]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +2048,7 @@ func (x *CancelTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{16}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelTrainingJobResponse) GetJob() *TrainingJob {
@@ -1627,7 +2069,7 @@ type WatchTrainingJobRequest struct {
 
 func (x *WatchTrainingJobRequest) Reset() {
 	*x = WatchTrainingJobRequest{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +2081,7 @@ func (x *WatchTrainingJobRequest) String() string {
 func (*WatchTrainingJobRequest) ProtoMessage() {}
 
 func (x *WatchTrainingJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[17]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +2094,7 @@ func (x *WatchTrainingJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingJobRequest.ProtoReflect.Descriptor instead.
 func (*WatchTrainingJobRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{17}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchTrainingJobRequest) GetJobId() string {
@@ -1673,7 +2115,7 @@ type WatchTrainingJobResponse struct {
 
 func (x *WatchTrainingJobResponse) Reset() {
 	*x = WatchTrainingJobResponse{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +2127,7 @@ func (x *WatchTrainingJobResponse) String() string {
 func (*WatchTrainingJobResponse) ProtoMessage() {}
 
 func (x *WatchTrainingJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[18]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +2140,7 @@ func (x *WatchTrainingJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTrainingJobResponse.ProtoReflect.Descriptor instead.
 func (*WatchTrainingJobResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{18}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchTrainingJobResponse) GetEvent() *TrainingEvent {
@@ -1725,14 +2167,17 @@ type TrainingEvent struct {
 	// Human-readable description of the event, e.g. "epoch 2/3 done" or the error of a failed job.
 	Message string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	// When the event happened.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	// During a search: the trial the event is about (its number, hyperparameters, metrics, and whether it
+	// was pruned); unset otherwise.
+	Trial         *Trial `protobuf:"bytes,8,opt,name=trial,proto3" json:"trial,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TrainingEvent) Reset() {
 	*x = TrainingEvent{}
-	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1744,7 +2189,7 @@ func (x *TrainingEvent) String() string {
 func (*TrainingEvent) ProtoMessage() {}
 
 func (x *TrainingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_training_proto_msgTypes[19]
+	mi := &file_tuneserve_v1_training_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1757,7 +2202,7 @@ func (x *TrainingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingEvent.ProtoReflect.Descriptor instead.
 func (*TrainingEvent) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{19}
+	return file_tuneserve_v1_training_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TrainingEvent) GetJobId() string {
@@ -1809,11 +2254,18 @@ func (x *TrainingEvent) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TrainingEvent) GetTrial() *Trial {
+	if x != nil {
+		return x.Trial
+	}
+	return nil
+}
+
 var File_tuneserve_v1_training_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\n" +
-	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x87\x06\n" +
+	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xea\x06\n" +
 	"\fTrainRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x1d\n" +
@@ -1833,10 +2285,38 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"textColumn\x88\x01\x01\x12&\n" +
 	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01\x12%\n" +
 	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabels\x12$\n" +
-	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNodeB\x11\n" +
+	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNode\x12,\n" +
+	"\x06search\x18\x14 \x01(\v2\x14.tuneserve.v1.SearchR\x06search\x123\n" +
+	"\treport_to\x18\x15 \x01(\x0e2\x16.tuneserve.v1.ReportToR\breportToB\x11\n" +
 	"\x0f_minimum_metricB\x0e\n" +
 	"\f_text_columnB\x0f\n" +
-	"\r_label_column\"<\n" +
+	"\r_label_column\"\xd2\x01\n" +
+	"\x06Search\x12\x16\n" +
+	"\x06trials\x18\x01 \x01(\x05R\x06trials\x123\n" +
+	"\x05space\x18\x02 \x03(\v2\x1d.tuneserve.v1.SearchDimensionR\x05space\x12'\n" +
+	"\x0ftimeout_seconds\x18\x03 \x01(\x01R\x0etimeoutSeconds\x12\x19\n" +
+	"\x05prune\x18\x04 \x01(\bH\x00R\x05prune\x88\x01\x01\x12-\n" +
+	"\x13keep_best_on_cancel\x18\x05 \x01(\bR\x10keepBestOnCancelB\b\n" +
+	"\x06_prune\"w\n" +
+	"\x0fSearchDimension\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03low\x18\x02 \x01(\x01R\x03low\x12\x12\n" +
+	"\x04high\x18\x03 \x01(\x01R\x04high\x12\x10\n" +
+	"\x03log\x18\x04 \x01(\bR\x03log\x12\x18\n" +
+	"\achoices\x18\x05 \x03(\tR\achoices\"\xfd\x02\n" +
+	"\x05Trial\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\x05R\x06number\x12.\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x18.tuneserve.v1.TrialStateR\x05state\x12G\n" +
+	"\x0fhyperparameters\x18\x03 \x01(\v2\x1d.tuneserve.v1.HyperparametersR\x0fhyperparameters\x12\x19\n" +
+	"\x05value\x18\x04 \x01(\x01H\x00R\x05value\x88\x01\x01\x12:\n" +
+	"\ametrics\x18\x05 \x03(\v2 .tuneserve.v1.Trial.MetricsEntryR\ametrics\x12\x16\n" +
+	"\x06epochs\x18\x06 \x01(\x05R\x06epochs\x12\x18\n" +
+	"\aseconds\x18\a \x01(\x01R\aseconds\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x1a:\n" +
+	"\fMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\b\n" +
+	"\x06_value\"<\n" +
 	"\rTrainResponse\x12+\n" +
 	"\x03job\x18\x01 \x01(\v2\x19.tuneserve.v1.TrainingJobR\x03job\"\xce\x01\n" +
 	"\aDataset\x12_\n" +
@@ -1883,7 +2363,7 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\vtotal_steps\x18\x02 \x01(\x03R\n" +
 	"totalSteps\x12\x14\n" +
 	"\x05epoch\x18\x03 \x01(\x01R\x05epoch\x12\x12\n" +
-	"\x04loss\x18\x04 \x01(\x01R\x04loss\"\xb7\b\n" +
+	"\x04loss\x18\x04 \x01(\x01R\x04loss\"\x97\t\n" +
 	"\vTrainingJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12&\n" +
@@ -1912,13 +2392,17 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\repoch_metrics\x18\x13 \x03(\v2\x1a.tuneserve.v1.EpochMetricsR\fepochMetrics\x12\x1d\n" +
 	"\n" +
 	"best_epoch\x18\x14 \x01(\x05R\tbestEpoch\x12\x18\n" +
-	"\amessage\x18\x15 \x01(\tR\amessage\x1a=\n" +
+	"\amessage\x18\x15 \x01(\tR\amessage\x12+\n" +
+	"\x06trials\x18\x16 \x03(\v2\x13.tuneserve.v1.TrialR\x06trials\x12\"\n" +
+	"\n" +
+	"best_trial\x18\x17 \x01(\x05H\x00R\tbestTrial\x88\x01\x01\x1a=\n" +
 	"\x0fNewMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\x1aB\n" +
 	"\x14BaselineMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\r\n" +
+	"\v_best_trial\"\xd6\x01\n" +
 	"\fEpochMetrics\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x05R\x05epoch\x12\x12\n" +
 	"\x04step\x18\x02 \x01(\x03R\x04step\x12\x1d\n" +
@@ -1948,7 +2432,7 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\x17WatchTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"M\n" +
 	"\x18WatchTrainingJobResponse\x121\n" +
-	"\x05event\x18\x01 \x01(\v2\x1b.tuneserve.v1.TrainingEventR\x05event\"\x8d\x03\n" +
+	"\x05event\x18\x01 \x01(\v2\x1b.tuneserve.v1.TrainingEventR\x05event\"\xb8\x03\n" +
 	"\rTrainingEvent\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.tuneserve.v1.JobStateR\x05state\x121\n" +
@@ -1956,10 +2440,23 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\bprogress\x18\x04 \x01(\v2\x1e.tuneserve.v1.TrainingProgressR\bprogress\x12B\n" +
 	"\ametrics\x18\x05 \x03(\v2(.tuneserve.v1.TrainingEvent.MetricsEntryR\ametrics\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12.\n" +
-	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x1a:\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12)\n" +
+	"\x05trial\x18\b \x01(\v2\x13.tuneserve.v1.TrialR\x05trial\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*\x7f\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*j\n" +
+	"\bReportTo\x12\x19\n" +
+	"\x15REPORT_TO_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eREPORT_TO_NONE\x10\x01\x12\x14\n" +
+	"\x10REPORT_TO_MLFLOW\x10\x02\x12\x19\n" +
+	"\x15REPORT_TO_TENSORBOARD\x10\x03*\x8c\x01\n" +
+	"\n" +
+	"TrialState\x12\x1b\n" +
+	"\x17TRIAL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13TRIAL_STATE_RUNNING\x10\x01\x12\x18\n" +
+	"\x14TRIAL_STATE_COMPLETE\x10\x02\x12\x16\n" +
+	"\x12TRIAL_STATE_PRUNED\x10\x03\x12\x16\n" +
+	"\x12TRIAL_STATE_FAILED\x10\x04*\x7f\n" +
 	"\x0fPromotionPolicy\x12 \n" +
 	"\x1cPROMOTION_POLICY_UNSPECIFIED\x10\x00\x12&\n" +
 	"\"PROMOTION_POLICY_PROMOTE_IF_BETTER\x10\x01\x12\"\n" +
@@ -2001,88 +2498,102 @@ func file_tuneserve_v1_training_proto_rawDescGZIP() []byte {
 	return file_tuneserve_v1_training_proto_rawDescData
 }
 
-var file_tuneserve_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_tuneserve_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_tuneserve_v1_training_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_tuneserve_v1_training_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_tuneserve_v1_training_proto_goTypes = []any{
-	(PromotionPolicy)(0),              // 0: tuneserve.v1.PromotionPolicy
-	(JobState)(0),                     // 1: tuneserve.v1.JobState
-	(TrainingStage)(0),                // 2: tuneserve.v1.TrainingStage
-	(*TrainRequest)(nil),              // 3: tuneserve.v1.TrainRequest
-	(*TrainResponse)(nil),             // 4: tuneserve.v1.TrainResponse
-	(*Dataset)(nil),                   // 5: tuneserve.v1.Dataset
-	(*ClassificationExamples)(nil),    // 6: tuneserve.v1.ClassificationExamples
-	(*ClassificationExample)(nil),     // 7: tuneserve.v1.ClassificationExample
-	(*TokenExamples)(nil),             // 8: tuneserve.v1.TokenExamples
-	(*TokenExample)(nil),              // 9: tuneserve.v1.TokenExample
-	(*Hyperparameters)(nil),           // 10: tuneserve.v1.Hyperparameters
-	(*TrainingProgress)(nil),          // 11: tuneserve.v1.TrainingProgress
-	(*TrainingJob)(nil),               // 12: tuneserve.v1.TrainingJob
-	(*EpochMetrics)(nil),              // 13: tuneserve.v1.EpochMetrics
-	(*GetTrainingJobRequest)(nil),     // 14: tuneserve.v1.GetTrainingJobRequest
-	(*GetTrainingJobResponse)(nil),    // 15: tuneserve.v1.GetTrainingJobResponse
-	(*ListTrainingJobsRequest)(nil),   // 16: tuneserve.v1.ListTrainingJobsRequest
-	(*ListTrainingJobsResponse)(nil),  // 17: tuneserve.v1.ListTrainingJobsResponse
-	(*CancelTrainingJobRequest)(nil),  // 18: tuneserve.v1.CancelTrainingJobRequest
-	(*CancelTrainingJobResponse)(nil), // 19: tuneserve.v1.CancelTrainingJobResponse
-	(*WatchTrainingJobRequest)(nil),   // 20: tuneserve.v1.WatchTrainingJobRequest
-	(*WatchTrainingJobResponse)(nil),  // 21: tuneserve.v1.WatchTrainingJobResponse
-	(*TrainingEvent)(nil),             // 22: tuneserve.v1.TrainingEvent
-	nil,                               // 23: tuneserve.v1.TrainingJob.NewMetricsEntry
-	nil,                               // 24: tuneserve.v1.TrainingJob.BaselineMetricsEntry
-	nil,                               // 25: tuneserve.v1.EpochMetrics.MetricsEntry
-	nil,                               // 26: tuneserve.v1.TrainingEvent.MetricsEntry
-	(Task)(0),                         // 27: tuneserve.v1.Task
-	(Quantization)(0),                 // 28: tuneserve.v1.Quantization
-	(*timestamppb.Timestamp)(nil),     // 29: google.protobuf.Timestamp
+	(ReportTo)(0),                     // 0: tuneserve.v1.ReportTo
+	(TrialState)(0),                   // 1: tuneserve.v1.TrialState
+	(PromotionPolicy)(0),              // 2: tuneserve.v1.PromotionPolicy
+	(JobState)(0),                     // 3: tuneserve.v1.JobState
+	(TrainingStage)(0),                // 4: tuneserve.v1.TrainingStage
+	(*TrainRequest)(nil),              // 5: tuneserve.v1.TrainRequest
+	(*Search)(nil),                    // 6: tuneserve.v1.Search
+	(*SearchDimension)(nil),           // 7: tuneserve.v1.SearchDimension
+	(*Trial)(nil),                     // 8: tuneserve.v1.Trial
+	(*TrainResponse)(nil),             // 9: tuneserve.v1.TrainResponse
+	(*Dataset)(nil),                   // 10: tuneserve.v1.Dataset
+	(*ClassificationExamples)(nil),    // 11: tuneserve.v1.ClassificationExamples
+	(*ClassificationExample)(nil),     // 12: tuneserve.v1.ClassificationExample
+	(*TokenExamples)(nil),             // 13: tuneserve.v1.TokenExamples
+	(*TokenExample)(nil),              // 14: tuneserve.v1.TokenExample
+	(*Hyperparameters)(nil),           // 15: tuneserve.v1.Hyperparameters
+	(*TrainingProgress)(nil),          // 16: tuneserve.v1.TrainingProgress
+	(*TrainingJob)(nil),               // 17: tuneserve.v1.TrainingJob
+	(*EpochMetrics)(nil),              // 18: tuneserve.v1.EpochMetrics
+	(*GetTrainingJobRequest)(nil),     // 19: tuneserve.v1.GetTrainingJobRequest
+	(*GetTrainingJobResponse)(nil),    // 20: tuneserve.v1.GetTrainingJobResponse
+	(*ListTrainingJobsRequest)(nil),   // 21: tuneserve.v1.ListTrainingJobsRequest
+	(*ListTrainingJobsResponse)(nil),  // 22: tuneserve.v1.ListTrainingJobsResponse
+	(*CancelTrainingJobRequest)(nil),  // 23: tuneserve.v1.CancelTrainingJobRequest
+	(*CancelTrainingJobResponse)(nil), // 24: tuneserve.v1.CancelTrainingJobResponse
+	(*WatchTrainingJobRequest)(nil),   // 25: tuneserve.v1.WatchTrainingJobRequest
+	(*WatchTrainingJobResponse)(nil),  // 26: tuneserve.v1.WatchTrainingJobResponse
+	(*TrainingEvent)(nil),             // 27: tuneserve.v1.TrainingEvent
+	nil,                               // 28: tuneserve.v1.Trial.MetricsEntry
+	nil,                               // 29: tuneserve.v1.TrainingJob.NewMetricsEntry
+	nil,                               // 30: tuneserve.v1.TrainingJob.BaselineMetricsEntry
+	nil,                               // 31: tuneserve.v1.EpochMetrics.MetricsEntry
+	nil,                               // 32: tuneserve.v1.TrainingEvent.MetricsEntry
+	(Task)(0),                         // 33: tuneserve.v1.Task
+	(Quantization)(0),                 // 34: tuneserve.v1.Quantization
+	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
 }
 var file_tuneserve_v1_training_proto_depIdxs = []int32{
-	27, // 0: tuneserve.v1.TrainRequest.task:type_name -> tuneserve.v1.Task
-	5,  // 1: tuneserve.v1.TrainRequest.training_data:type_name -> tuneserve.v1.Dataset
-	5,  // 2: tuneserve.v1.TrainRequest.validation_data:type_name -> tuneserve.v1.Dataset
-	10, // 3: tuneserve.v1.TrainRequest.hyperparameters:type_name -> tuneserve.v1.Hyperparameters
-	28, // 4: tuneserve.v1.TrainRequest.quantization:type_name -> tuneserve.v1.Quantization
-	0,  // 5: tuneserve.v1.TrainRequest.promotion_policy:type_name -> tuneserve.v1.PromotionPolicy
-	12, // 6: tuneserve.v1.TrainResponse.job:type_name -> tuneserve.v1.TrainingJob
-	6,  // 7: tuneserve.v1.Dataset.classification_examples:type_name -> tuneserve.v1.ClassificationExamples
-	8,  // 8: tuneserve.v1.Dataset.token_examples:type_name -> tuneserve.v1.TokenExamples
-	7,  // 9: tuneserve.v1.ClassificationExamples.examples:type_name -> tuneserve.v1.ClassificationExample
-	9,  // 10: tuneserve.v1.TokenExamples.examples:type_name -> tuneserve.v1.TokenExample
-	27, // 11: tuneserve.v1.TrainingJob.task:type_name -> tuneserve.v1.Task
-	1,  // 12: tuneserve.v1.TrainingJob.state:type_name -> tuneserve.v1.JobState
-	2,  // 13: tuneserve.v1.TrainingJob.stage:type_name -> tuneserve.v1.TrainingStage
-	29, // 14: tuneserve.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
-	29, // 15: tuneserve.v1.TrainingJob.started_at:type_name -> google.protobuf.Timestamp
-	29, // 16: tuneserve.v1.TrainingJob.finished_at:type_name -> google.protobuf.Timestamp
-	11, // 17: tuneserve.v1.TrainingJob.progress:type_name -> tuneserve.v1.TrainingProgress
-	23, // 18: tuneserve.v1.TrainingJob.new_metrics:type_name -> tuneserve.v1.TrainingJob.NewMetricsEntry
-	24, // 19: tuneserve.v1.TrainingJob.baseline_metrics:type_name -> tuneserve.v1.TrainingJob.BaselineMetricsEntry
-	13, // 20: tuneserve.v1.TrainingJob.epoch_metrics:type_name -> tuneserve.v1.EpochMetrics
-	25, // 21: tuneserve.v1.EpochMetrics.metrics:type_name -> tuneserve.v1.EpochMetrics.MetricsEntry
-	12, // 22: tuneserve.v1.GetTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
-	1,  // 23: tuneserve.v1.ListTrainingJobsRequest.state:type_name -> tuneserve.v1.JobState
-	12, // 24: tuneserve.v1.ListTrainingJobsResponse.jobs:type_name -> tuneserve.v1.TrainingJob
-	12, // 25: tuneserve.v1.CancelTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
-	22, // 26: tuneserve.v1.WatchTrainingJobResponse.event:type_name -> tuneserve.v1.TrainingEvent
-	1,  // 27: tuneserve.v1.TrainingEvent.state:type_name -> tuneserve.v1.JobState
-	2,  // 28: tuneserve.v1.TrainingEvent.stage:type_name -> tuneserve.v1.TrainingStage
-	11, // 29: tuneserve.v1.TrainingEvent.progress:type_name -> tuneserve.v1.TrainingProgress
-	26, // 30: tuneserve.v1.TrainingEvent.metrics:type_name -> tuneserve.v1.TrainingEvent.MetricsEntry
-	29, // 31: tuneserve.v1.TrainingEvent.time:type_name -> google.protobuf.Timestamp
-	3,  // 32: tuneserve.v1.TrainingService.Train:input_type -> tuneserve.v1.TrainRequest
-	14, // 33: tuneserve.v1.TrainingService.GetTrainingJob:input_type -> tuneserve.v1.GetTrainingJobRequest
-	16, // 34: tuneserve.v1.TrainingService.ListTrainingJobs:input_type -> tuneserve.v1.ListTrainingJobsRequest
-	18, // 35: tuneserve.v1.TrainingService.CancelTrainingJob:input_type -> tuneserve.v1.CancelTrainingJobRequest
-	20, // 36: tuneserve.v1.TrainingService.WatchTrainingJob:input_type -> tuneserve.v1.WatchTrainingJobRequest
-	4,  // 37: tuneserve.v1.TrainingService.Train:output_type -> tuneserve.v1.TrainResponse
-	15, // 38: tuneserve.v1.TrainingService.GetTrainingJob:output_type -> tuneserve.v1.GetTrainingJobResponse
-	17, // 39: tuneserve.v1.TrainingService.ListTrainingJobs:output_type -> tuneserve.v1.ListTrainingJobsResponse
-	19, // 40: tuneserve.v1.TrainingService.CancelTrainingJob:output_type -> tuneserve.v1.CancelTrainingJobResponse
-	21, // 41: tuneserve.v1.TrainingService.WatchTrainingJob:output_type -> tuneserve.v1.WatchTrainingJobResponse
-	37, // [37:42] is the sub-list for method output_type
-	32, // [32:37] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	33, // 0: tuneserve.v1.TrainRequest.task:type_name -> tuneserve.v1.Task
+	10, // 1: tuneserve.v1.TrainRequest.training_data:type_name -> tuneserve.v1.Dataset
+	10, // 2: tuneserve.v1.TrainRequest.validation_data:type_name -> tuneserve.v1.Dataset
+	15, // 3: tuneserve.v1.TrainRequest.hyperparameters:type_name -> tuneserve.v1.Hyperparameters
+	34, // 4: tuneserve.v1.TrainRequest.quantization:type_name -> tuneserve.v1.Quantization
+	2,  // 5: tuneserve.v1.TrainRequest.promotion_policy:type_name -> tuneserve.v1.PromotionPolicy
+	6,  // 6: tuneserve.v1.TrainRequest.search:type_name -> tuneserve.v1.Search
+	0,  // 7: tuneserve.v1.TrainRequest.report_to:type_name -> tuneserve.v1.ReportTo
+	7,  // 8: tuneserve.v1.Search.space:type_name -> tuneserve.v1.SearchDimension
+	1,  // 9: tuneserve.v1.Trial.state:type_name -> tuneserve.v1.TrialState
+	15, // 10: tuneserve.v1.Trial.hyperparameters:type_name -> tuneserve.v1.Hyperparameters
+	28, // 11: tuneserve.v1.Trial.metrics:type_name -> tuneserve.v1.Trial.MetricsEntry
+	17, // 12: tuneserve.v1.TrainResponse.job:type_name -> tuneserve.v1.TrainingJob
+	11, // 13: tuneserve.v1.Dataset.classification_examples:type_name -> tuneserve.v1.ClassificationExamples
+	13, // 14: tuneserve.v1.Dataset.token_examples:type_name -> tuneserve.v1.TokenExamples
+	12, // 15: tuneserve.v1.ClassificationExamples.examples:type_name -> tuneserve.v1.ClassificationExample
+	14, // 16: tuneserve.v1.TokenExamples.examples:type_name -> tuneserve.v1.TokenExample
+	33, // 17: tuneserve.v1.TrainingJob.task:type_name -> tuneserve.v1.Task
+	3,  // 18: tuneserve.v1.TrainingJob.state:type_name -> tuneserve.v1.JobState
+	4,  // 19: tuneserve.v1.TrainingJob.stage:type_name -> tuneserve.v1.TrainingStage
+	35, // 20: tuneserve.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
+	35, // 21: tuneserve.v1.TrainingJob.started_at:type_name -> google.protobuf.Timestamp
+	35, // 22: tuneserve.v1.TrainingJob.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 23: tuneserve.v1.TrainingJob.progress:type_name -> tuneserve.v1.TrainingProgress
+	29, // 24: tuneserve.v1.TrainingJob.new_metrics:type_name -> tuneserve.v1.TrainingJob.NewMetricsEntry
+	30, // 25: tuneserve.v1.TrainingJob.baseline_metrics:type_name -> tuneserve.v1.TrainingJob.BaselineMetricsEntry
+	18, // 26: tuneserve.v1.TrainingJob.epoch_metrics:type_name -> tuneserve.v1.EpochMetrics
+	8,  // 27: tuneserve.v1.TrainingJob.trials:type_name -> tuneserve.v1.Trial
+	31, // 28: tuneserve.v1.EpochMetrics.metrics:type_name -> tuneserve.v1.EpochMetrics.MetricsEntry
+	17, // 29: tuneserve.v1.GetTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
+	3,  // 30: tuneserve.v1.ListTrainingJobsRequest.state:type_name -> tuneserve.v1.JobState
+	17, // 31: tuneserve.v1.ListTrainingJobsResponse.jobs:type_name -> tuneserve.v1.TrainingJob
+	17, // 32: tuneserve.v1.CancelTrainingJobResponse.job:type_name -> tuneserve.v1.TrainingJob
+	27, // 33: tuneserve.v1.WatchTrainingJobResponse.event:type_name -> tuneserve.v1.TrainingEvent
+	3,  // 34: tuneserve.v1.TrainingEvent.state:type_name -> tuneserve.v1.JobState
+	4,  // 35: tuneserve.v1.TrainingEvent.stage:type_name -> tuneserve.v1.TrainingStage
+	16, // 36: tuneserve.v1.TrainingEvent.progress:type_name -> tuneserve.v1.TrainingProgress
+	32, // 37: tuneserve.v1.TrainingEvent.metrics:type_name -> tuneserve.v1.TrainingEvent.MetricsEntry
+	35, // 38: tuneserve.v1.TrainingEvent.time:type_name -> google.protobuf.Timestamp
+	8,  // 39: tuneserve.v1.TrainingEvent.trial:type_name -> tuneserve.v1.Trial
+	5,  // 40: tuneserve.v1.TrainingService.Train:input_type -> tuneserve.v1.TrainRequest
+	19, // 41: tuneserve.v1.TrainingService.GetTrainingJob:input_type -> tuneserve.v1.GetTrainingJobRequest
+	21, // 42: tuneserve.v1.TrainingService.ListTrainingJobs:input_type -> tuneserve.v1.ListTrainingJobsRequest
+	23, // 43: tuneserve.v1.TrainingService.CancelTrainingJob:input_type -> tuneserve.v1.CancelTrainingJobRequest
+	25, // 44: tuneserve.v1.TrainingService.WatchTrainingJob:input_type -> tuneserve.v1.WatchTrainingJobRequest
+	9,  // 45: tuneserve.v1.TrainingService.Train:output_type -> tuneserve.v1.TrainResponse
+	20, // 46: tuneserve.v1.TrainingService.GetTrainingJob:output_type -> tuneserve.v1.GetTrainingJobResponse
+	22, // 47: tuneserve.v1.TrainingService.ListTrainingJobs:output_type -> tuneserve.v1.ListTrainingJobsResponse
+	24, // 48: tuneserve.v1.TrainingService.CancelTrainingJob:output_type -> tuneserve.v1.CancelTrainingJobResponse
+	26, // 49: tuneserve.v1.TrainingService.WatchTrainingJob:output_type -> tuneserve.v1.WatchTrainingJobResponse
+	45, // [45:50] is the sub-list for method output_type
+	40, // [40:45] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_tuneserve_v1_training_proto_init() }
@@ -2092,19 +2603,22 @@ func file_tuneserve_v1_training_proto_init() {
 	}
 	file_tuneserve_v1_common_proto_init()
 	file_tuneserve_v1_training_proto_msgTypes[0].OneofWrappers = []any{}
-	file_tuneserve_v1_training_proto_msgTypes[2].OneofWrappers = []any{
+	file_tuneserve_v1_training_proto_msgTypes[1].OneofWrappers = []any{}
+	file_tuneserve_v1_training_proto_msgTypes[3].OneofWrappers = []any{}
+	file_tuneserve_v1_training_proto_msgTypes[5].OneofWrappers = []any{
 		(*Dataset_ClassificationExamples)(nil),
 		(*Dataset_TokenExamples)(nil),
 		(*Dataset_Uri)(nil),
 	}
-	file_tuneserve_v1_training_proto_msgTypes[7].OneofWrappers = []any{}
+	file_tuneserve_v1_training_proto_msgTypes[10].OneofWrappers = []any{}
+	file_tuneserve_v1_training_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tuneserve_v1_training_proto_rawDesc), len(file_tuneserve_v1_training_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   24,
+			NumEnums:      5,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

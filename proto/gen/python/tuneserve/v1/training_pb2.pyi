@@ -11,6 +11,21 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReportTo(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REPORT_TO_UNSPECIFIED: _ClassVar[ReportTo]
+    REPORT_TO_NONE: _ClassVar[ReportTo]
+    REPORT_TO_MLFLOW: _ClassVar[ReportTo]
+    REPORT_TO_TENSORBOARD: _ClassVar[ReportTo]
+
+class TrialState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRIAL_STATE_UNSPECIFIED: _ClassVar[TrialState]
+    TRIAL_STATE_RUNNING: _ClassVar[TrialState]
+    TRIAL_STATE_COMPLETE: _ClassVar[TrialState]
+    TRIAL_STATE_PRUNED: _ClassVar[TrialState]
+    TRIAL_STATE_FAILED: _ClassVar[TrialState]
+
 class PromotionPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROMOTION_POLICY_UNSPECIFIED: _ClassVar[PromotionPolicy]
@@ -37,6 +52,15 @@ class TrainingStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TRAINING_STAGE_VALIDATING: _ClassVar[TrainingStage]
     TRAINING_STAGE_GATING: _ClassVar[TrainingStage]
     TRAINING_STAGE_PROMOTING: _ClassVar[TrainingStage]
+REPORT_TO_UNSPECIFIED: ReportTo
+REPORT_TO_NONE: ReportTo
+REPORT_TO_MLFLOW: ReportTo
+REPORT_TO_TENSORBOARD: ReportTo
+TRIAL_STATE_UNSPECIFIED: TrialState
+TRIAL_STATE_RUNNING: TrialState
+TRIAL_STATE_COMPLETE: TrialState
+TRIAL_STATE_PRUNED: TrialState
+TRIAL_STATE_FAILED: TrialState
 PROMOTION_POLICY_UNSPECIFIED: PromotionPolicy
 PROMOTION_POLICY_PROMOTE_IF_BETTER: PromotionPolicy
 PROMOTION_POLICY_REGISTER_ONLY: PromotionPolicy
@@ -57,7 +81,7 @@ TRAINING_STAGE_GATING: TrainingStage
 TRAINING_STAGE_PROMOTING: TrainingStage
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node")
+    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node", "search", "report_to")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +97,8 @@ class TrainRequest(_message.Message):
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     REPLACE_LABELS_FIELD_NUMBER: _ClassVar[int]
     NPROC_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    REPORT_TO_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: _common_pb2.Task
     base_model: str
@@ -88,7 +114,64 @@ class TrainRequest(_message.Message):
     label_column: str
     replace_labels: bool
     nproc_per_node: int
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ...) -> None: ...
+    search: Search
+    report_to: ReportTo
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., report_to: _Optional[_Union[ReportTo, str]] = ...) -> None: ...
+
+class Search(_message.Message):
+    __slots__ = ("trials", "space", "timeout_seconds", "prune", "keep_best_on_cancel")
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PRUNE_FIELD_NUMBER: _ClassVar[int]
+    KEEP_BEST_ON_CANCEL_FIELD_NUMBER: _ClassVar[int]
+    trials: int
+    space: _containers.RepeatedCompositeFieldContainer[SearchDimension]
+    timeout_seconds: float
+    prune: bool
+    keep_best_on_cancel: bool
+    def __init__(self, trials: _Optional[int] = ..., space: _Optional[_Iterable[_Union[SearchDimension, _Mapping]]] = ..., timeout_seconds: _Optional[float] = ..., prune: _Optional[bool] = ..., keep_best_on_cancel: _Optional[bool] = ...) -> None: ...
+
+class SearchDimension(_message.Message):
+    __slots__ = ("name", "low", "high", "log", "choices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    low: float
+    high: float
+    log: bool
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., low: _Optional[float] = ..., high: _Optional[float] = ..., log: _Optional[bool] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Trial(_message.Message):
+    __slots__ = ("number", "state", "hyperparameters", "value", "metrics", "epochs", "seconds", "error")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    number: int
+    state: TrialState
+    hyperparameters: Hyperparameters
+    value: float
+    metrics: _containers.ScalarMap[str, float]
+    epochs: int
+    seconds: float
+    error: str
+    def __init__(self, number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., value: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epochs: _Optional[int] = ..., seconds: _Optional[float] = ..., error: _Optional[str] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("job",)
@@ -171,7 +254,7 @@ class TrainingProgress(_message.Message):
     def __init__(self, step: _Optional[int] = ..., total_steps: _Optional[int] = ..., epoch: _Optional[float] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class TrainingJob(_message.Message):
-    __slots__ = ("id", "model", "task", "base_model", "version", "state", "stage", "created_at", "started_at", "finished_at", "progress", "primary_metric", "new_metrics", "baseline_metrics", "baseline_version", "promoted", "promotion_reason", "error", "epoch_metrics", "best_epoch", "message")
+    __slots__ = ("id", "model", "task", "base_model", "version", "state", "stage", "created_at", "started_at", "finished_at", "progress", "primary_metric", "new_metrics", "baseline_metrics", "baseline_version", "promoted", "promotion_reason", "error", "epoch_metrics", "best_epoch", "message", "trials", "best_trial")
     class NewMetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +290,8 @@ class TrainingJob(_message.Message):
     EPOCH_METRICS_FIELD_NUMBER: _ClassVar[int]
     BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TRIALS_FIELD_NUMBER: _ClassVar[int]
+    BEST_TRIAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     model: str
     task: _common_pb2.Task
@@ -228,7 +313,9 @@ class TrainingJob(_message.Message):
     epoch_metrics: _containers.RepeatedCompositeFieldContainer[EpochMetrics]
     best_epoch: int
     message: str
-    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., primary_metric: _Optional[str] = ..., new_metrics: _Optional[_Mapping[str, float]] = ..., baseline_metrics: _Optional[_Mapping[str, float]] = ..., baseline_version: _Optional[int] = ..., promoted: _Optional[bool] = ..., promotion_reason: _Optional[str] = ..., error: _Optional[str] = ..., epoch_metrics: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., best_epoch: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    trials: _containers.RepeatedCompositeFieldContainer[Trial]
+    best_trial: int
+    def __init__(self, id: _Optional[str] = ..., model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., version: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., primary_metric: _Optional[str] = ..., new_metrics: _Optional[_Mapping[str, float]] = ..., baseline_metrics: _Optional[_Mapping[str, float]] = ..., baseline_version: _Optional[int] = ..., promoted: _Optional[bool] = ..., promotion_reason: _Optional[str] = ..., error: _Optional[str] = ..., epoch_metrics: _Optional[_Iterable[_Union[EpochMetrics, _Mapping]]] = ..., best_epoch: _Optional[int] = ..., message: _Optional[str] = ..., trials: _Optional[_Iterable[_Union[Trial, _Mapping]]] = ..., best_trial: _Optional[int] = ...) -> None: ...
 
 class EpochMetrics(_message.Message):
     __slots__ = ("epoch", "step", "train_loss", "metrics")
@@ -306,7 +393,7 @@ class WatchTrainingJobResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[TrainingEvent, _Mapping]] = ...) -> None: ...
 
 class TrainingEvent(_message.Message):
-    __slots__ = ("job_id", "state", "stage", "progress", "metrics", "message", "time")
+    __slots__ = ("job_id", "state", "stage", "progress", "metrics", "message", "time", "trial")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -321,6 +408,7 @@ class TrainingEvent(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     stage: TrainingStage
@@ -328,4 +416,5 @@ class TrainingEvent(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     message: str
     time: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    trial: Trial
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., stage: _Optional[_Union[TrainingStage, str]] = ..., progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., trial: _Optional[_Union[Trial, _Mapping]] = ...) -> None: ...
