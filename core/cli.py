@@ -179,7 +179,7 @@ def _search_space(ctx: click.Context, param: click.Parameter, value: tuple[str, 
 
 def _tracking_available(report_to: str | None) -> None:
     """Local training: --report-to's library must be installed (a usage error naming the flag)."""
-    from tuneserve.trainer.tracking import TrackingUnavailable, check
+    from tuneserve.tracking import TrackingUnavailable, check
 
     if report_to:
         try:

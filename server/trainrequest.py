@@ -338,7 +338,7 @@ def _search(search: training_pb2.Search) -> dict[str, Any] | None:
 
 def _report_to(value: int, settings: Settings) -> str:
     """The job's tracker: the request's, else the server's; InvalidInput if its library is missing."""
-    from tuneserve.trainer.tracking import TrackingUnavailable, check
+    from tuneserve.tracking import TrackingUnavailable, check
 
     if value == training_pb2.REPORT_TO_UNSPECIFIED:
         kind = settings.training.report_to

@@ -15,30 +15,13 @@ The libraries come with the ``tracking`` extra and are imported only when asked 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 from tuneserve.progress import Progress
+from tuneserve.tracking import REPORT_TO, TrackingUnavailable, check
 
-REPORT_TO = ("none", "mlflow", "tensorboard")
-_MODULES = {"mlflow": "mlflow", "tensorboard": "tensorboard"}
-
-
-class TrackingUnavailable(RuntimeError):
-    """The tracking library asked for is not installed."""
-
-
-def check(kind: str) -> None:
-    """ValueError for an unknown kind; TrackingUnavailable if its library is missing."""
-    if kind not in REPORT_TO:
-        raise ValueError(f"report_to {kind!r}: expected one of {', '.join(REPORT_TO)}")
-    module = _MODULES.get(kind)
-    if module and importlib.util.find_spec(module) is None:
-        raise TrackingUnavailable(
-            f"report_to {kind} needs the tracking extra (mlflow-skinny, tensorboard), which is not "
-            "installed: install tuneserve[tracking]"
-        )
+__all__ = ["REPORT_TO", "Tracker", "TrackingUnavailable", "check", "open_tracker"]
 
 
 class Tracker:
