@@ -7,6 +7,14 @@ batch 1 and 32 and the batch-1 vs batch-32 quality of each variant. Figures go t
     python benchmarks/quality.py --keep DIR ...           # keep the checkpoints, then, without training:
     python benchmarks/quality.py --reuse DIR ...          # re-export and re-measure them (a new int8 recipe)
 
+    python benchmarks/quality.py --trials 4 --seeds 1,2,3 --train-limit 400 --dev-limit 300 --test-limit 1000
+                                                          # search vs the fixed defaults (no export)
+
+With ``--trials N``, each task is trained per seed twice, on the same slices: once with the trainer's fixed
+defaults and once with an N-trial search (``tuneserve.trainer.search``, the default space unless
+``--search NAME=SPEC``); the figure is the test metric of each (PyTorch; ONNX fp32 equals it), with the mean
+and spread over the seeds, and the wall time of each.
+
 Data is read from ../shared/data (SST-2: train, dev selects the epoch, test = GLUE dev is the figure;
 CoNLL-2003: train, dev, test = testb).
 """
@@ -18,6 +26,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -203,6 +212,107 @@ def run_task(name: str, args: argparse.Namespace, work: Path) -> dict:
     return result
 
 
+def _test_metric(checkpoint: Path, spec: dict, test: list, labels: list[str], max_length: int) -> float:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if spec["task"] == "ner" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(checkpoint).eval()
+    tokenizer = load_tokenizer(checkpoint, max_length)
+    fn = torch_logits_fn(model, torch.device("cpu"), 0)
+    return _evaluate(fn, tokenizer, test, labels, spec, max_length, 32)[spec["metric"]]
+
+
+def _spread(values: list[float]) -> dict:
+    import statistics
+
+    return {
+        "mean": round(statistics.mean(values), 2),
+        "stdev": round(statistics.stdev(values), 2) if len(values) > 1 else 0.0,
+        "min": round(min(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def run_search_comparison(name: str, args: argparse.Namespace, work: Path) -> dict:
+    """Fixed defaults vs an ``--trials`` search, per seed, on the same train/dev slices; test metric (%)."""
+    from dataclasses import replace
+
+    from tuneserve.searchspace import default_space, space
+    from tuneserve.trainer.search import SearchConfig, search
+
+    spec = TASKS[name]
+    folder = Path(args.data) / spec["dir"]
+    test = _read(folder / spec["test"], spec)
+    if args.test_limit:
+        test = random.Random(0).sample(test, min(args.test_limit, len(test)))
+    max_length = args.max_length or 64
+    how = SearchConfig(trials=args.trials, space=space(args.search) if args.search else default_space())
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        train_path = _subset(folder / spec["train"], spec, args.train_limit, seed, work)
+        dev_path = _subset(folder / spec["dev"], spec, args.dev_limit, seed, work)
+        base = TrainConfig(
+            task=spec["task"],
+            train=train_path,
+            validation=dev_path,
+            output=work / f"{name}-{seed}-fixed",
+            max_length=max_length,
+            seed=seed,
+            text_column=spec.get("text_column", "text"),
+            progress_bar=False,
+        )
+        fixed = train(base)
+        fixed_test = _test_metric(base.output, spec, test, fixed.labels, max_length)
+        searched = search(replace(base, output=work / f"{name}-{seed}-search"), how)
+        search_test = _test_metric(searched.result.output, spec, test, searched.result.labels, max_length)
+        for folder_done in (base.output, searched.result.output):
+            shutil.rmtree(folder_done, ignore_errors=True)
+        run = {
+            "seed": seed,
+            "fixed": {
+                "test": round(100 * fixed_test, 2),
+                "dev": fixed.metrics,
+                "seconds": round(fixed.seconds, 1),
+            },
+            "search": {
+                "test": round(100 * search_test, 2),
+                "dev": searched.result.metrics,
+                "seconds": searched.summary["seconds"],
+                "chosen": searched.summary["chosen"],
+                "best_trial": searched.summary["best_trial"],
+                "trials": [
+                    {k: t.get(k) for k in ("number", "params", "state", "value", "seconds")}
+                    for t in searched.summary["trials"]
+                ],
+            },
+        }
+        runs.append(run)
+        print(
+            json.dumps({name: {"seed": seed, "fixed": run["fixed"]["test"], "search": run["search"]["test"]}})
+        )
+    fixed_all = [r["fixed"]["test"] for r in runs]
+    search_all = [r["search"]["test"] for r in runs]
+    return {
+        "task": spec["task"],
+        "metric": spec["metric"],
+        "train_examples": args.train_limit,
+        "dev_examples": args.dev_limit,
+        "test_examples": len(test),
+        "max_length": max_length,
+        "trials": args.trials,
+        "space": {d.name: d.spec for d in how.space.values()},
+        "runs": runs,
+        "summary": {
+            "fixed_defaults": _spread(fixed_all),
+            "search": _spread(search_all),
+            "gain_points": _spread([b - a for a, b in zip(fixed_all, search_all, strict=True)]),
+            "fixed_seconds_mean": round(sum(r["fixed"]["seconds"] for r in runs) / len(runs), 1),
+            "search_seconds_mean": round(sum(r["search"]["seconds"] for r in runs) / len(runs), 1),
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -226,7 +336,13 @@ def main() -> None:
     parser.add_argument(
         "--keep", default=None, help="keep checkpoints and exported models in this folder (default: discard)"
     )
+    parser.add_argument("--trials", type=int, default=0, help="compare an N-trial search with the defaults")
+    parser.add_argument("--search", action="append", default=[], help="NAME=SPEC (with --trials)")
+    parser.add_argument("--seeds", default="1,2,3", help="with --trials: the seeds, comma-separated")
+    parser.add_argument("--test-limit", type=int, default=None, help="with --trials: test on a sample")
     args = parser.parse_args()
+    if args.trials:
+        args.output = args.output.replace("quality.json", "quality-search.json")
     report = {
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
         "args": vars(args),
@@ -236,7 +352,7 @@ def main() -> None:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         for name in args.tasks.split(","):
-            report[name] = run_task(name, args, work)
+            report[name] = (run_search_comparison if args.trials else run_task)(name, args, work)
             print(json.dumps({name: report[name]["summary"]}), flush=True)
     report["wall_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.output)
