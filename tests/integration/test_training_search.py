@@ -36,7 +36,9 @@ def _search(trials: int, *dims: training_pb2.SearchDimension, **fields: object) 
     return training_pb2.Search(trials=trials, space=list(dims), **fields)
 
 
-def _dim(name: str, low: float = 0, high: float = 0, log: bool = False, choices=()) -> training_pb2.SearchDimension:
+def _dim(
+    name: str, low: float = 0, high: float = 0, log: bool = False, choices=()
+) -> training_pb2.SearchDimension:
     return training_pb2.SearchDimension(name=name, low=low, high=high, log=log, choices=list(choices))
 
 
@@ -50,10 +52,16 @@ def test_three_trial_search_promotes_the_best(empty_root: Path, tiny_base: Path)
         # Bad searches are refused before a job exists, naming the field.
         for search, says in [
             (_search(2, _dim("dropout", 0, 1)), "search.space[0]: 'dropout' cannot be searched"),
-            (_search(2, _dim("learning_rate", 1e-3, 1e-5)), "search.space[0]: learning_rate=0.001:1e-05 is an empty"),
+            (
+                _search(2, _dim("learning_rate", 1e-3, 1e-5)),
+                "search.space[0]: learning_rate=0.001:1e-05 is an empty",
+            ),
             (_search(2, _dim("batch_size", 8.5, 32)), "search.space[0]: batch_size is an integer"),
             (_search(2, _dim("learning_rate", 1e-5, 2)), "search.space[0]: learning_rate: 2 is out of range"),
-            (_search(2, _dim("epochs", 2, 4), _dim("epochs", 3, 5)), "search.space[1]: 'epochs' is given twice"),
+            (
+                _search(2, _dim("epochs", 2, 4), _dim("epochs", 3, 5)),
+                "search.space[1]: 'epochs' is given twice",
+            ),
             (_search(2, _dim("freeze", choices=["none", "9"])), "search.space.freeze is 9"),
             (_search(-1), "search.trials is -1"),
         ]:
@@ -132,7 +140,9 @@ def test_cancel_mid_search(empty_root: Path, tiny_base: Path, keep_best: bool) -
     server = ServerProcess(empty_root, "--intra-op-threads", "1")
     try:
         search = _search(20, _dim("learning_rate", 5e-4, 2e-3), keep_best_on_cancel=keep_best, prune=False)
-        job = server.training.Train(classification_request("cancelled", tiny_base, epochs=3, search=search)).job
+        job = server.training.Train(
+            classification_request("cancelled", tiny_base, epochs=3, search=search)
+        ).job
         wait_until(server, job.id, lambda j: any(t.state == COMPLETE for t in j.trials))
         server.training.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(job_id=job.id))
         done = wait_job(server, job.id)
@@ -177,3 +187,36 @@ def test_cli_bad_search_spec_is_a_usage_error(tmp_path: Path, spec: str) -> None
     assert out.returncode == 2, out.stderr
     assert "--search" in out.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_search_on_a_server(empty_root: Path, tiny_base: Path, tmp_path: Path) -> None:
+    server = ServerProcess(empty_root, "--intra-op-threads", "1")
+    try:
+        remote = ("--server", server.target, "--model", "cli-searched", "--base", str(tiny_base))
+        fixed = ("--epochs", "2", "--max-length", "32", "--learning-rate", "1e-3", "--batch-size", "8")
+        bad = _train_cli(*remote, *fixed, "--trials", "2", "--search", "batch_size=32:8")
+        assert bad.returncode == 2 and "--search" in bad.stderr and "empty range" in bad.stderr
+        assert (
+            code_of(server.training.ListTrainingJobs, training_pb2.ListTrainingJobsRequest())
+            == grpc.StatusCode.OK
+        )
+        assert not server.training.ListTrainingJobs(training_pb2.ListTrainingJobsRequest()).jobs
+
+        out = _train_cli(
+            *remote,
+            *fixed,
+            "--trials",
+            "2",
+            "--search",
+            "learning_rate=5e-4:2e-3:log",
+            "--no-prune",
+            "--watch",
+        )
+        assert out.returncode == 0, out.stderr
+        job = json.loads(out.stdout)
+        assert job["state"] == "JOB_STATE_SUCCEEDED" and job["promoted"]
+        assert [t.get("number", 0) for t in job["trials"]] == [0, 1]  # proto JSON omits a 0
+        assert all(set(t["hyperparameters"]) == {"learning_rate"} for t in job["trials"])
+        assert any(line.startswith(f"*{job['best_trial']}") for line in out.stderr.splitlines())
+    finally:
+        server.stop()

@@ -60,7 +60,9 @@ def test_mlflow_parent_run_and_a_nested_run_per_trial(tmp_path: Path, tiny_base:
     )
     assert [r.info.run_name for r in children] == ["trial-0", "trial-1"]
     for run, trial in zip(children, done.trials, strict=True):
-        assert float(run.data.params["learning_rate"]) == pytest.approx(trial.hyperparameters.learning_rate, 1e-6)
+        assert float(run.data.params["learning_rate"]) == pytest.approx(
+            trial.hyperparameters.learning_rate, 1e-6
+        )
         history = client.get_metric_history(run.info.run_id, "accuracy")
         assert [m.step for m in history] == [1, 2]  # one point per epoch
         assert [m.value for m in history][-1] == pytest.approx(trial.metrics["accuracy"])

@@ -16,7 +16,10 @@ from tuneserve.trainer.train import TrainConfig, TrainResult
 
 def _config(tmp_path: Path) -> TrainConfig:
     return TrainConfig(
-        task="classification", train=tmp_path / "t.tsv", validation=tmp_path / "v.tsv", output=tmp_path / "out"
+        task="classification",
+        train=tmp_path / "t.tsv",
+        validation=tmp_path / "v.tsv",
+        output=tmp_path / "out",
     )
 
 
@@ -30,8 +33,12 @@ def _fake_train(config: TrainConfig, on_progress, should_cancel) -> TrainResult:
             raise Cancelled("cancelled")
         accuracy = min(1.0, config.learning_rate * 100) * (0.5 + 0.1 * epoch)
         history.append({"epoch": epoch, "accuracy": accuracy})
-        on_progress(Progress("evaluating", epoch, int(config.epochs), float(epoch), 0.5, {"accuracy": accuracy}))
-    (out / "training.json").write_text(json.dumps({"hyperparameters": {"learning_rate": config.learning_rate}}))
+        on_progress(
+            Progress("evaluating", epoch, int(config.epochs), float(epoch), 0.5, {"accuracy": accuracy})
+        )
+    (out / "training.json").write_text(
+        json.dumps({"hyperparameters": {"learning_rate": config.learning_rate}})
+    )
     best = max(history, key=lambda h: h["accuracy"])
     return TrainResult(out, config.task, ["a", "b"], {"accuracy": best["accuracy"]}, history)
 
