@@ -61,6 +61,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # --- runtime stages: the venv only (the project is installed into it, not linked to /src) ---
 FROM ${PYTHON_IMAGE} AS runtime
+# The commit the image is built from, recorded in the lineage of every model it trains (null when not given):
+#   docker build --build-arg TUNESERVE_GIT_COMMIT="$(git rev-parse HEAD)" ...
+ARG TUNESERVE_GIT_COMMIT=""
+ENV TUNESERVE_GIT_COMMIT=${TUNESERVE_GIT_COMMIT}
 # A fixed UID so that Kubernetes' runAsNonRoot can verify it and fsGroup can own the model store.
 RUN useradd --system --uid 10001 --gid 0 --home-dir /app --no-create-home tuneserve \
     && mkdir -p /models && chown 10001:0 /models
@@ -87,6 +91,8 @@ FROM runtime AS train
 COPY --from=build-train --chown=10001:0 /app/.venv /app/.venv
 
 FROM ${CUDA_IMAGE} AS serve-gpu
+ARG TUNESERVE_GIT_COMMIT=""
+ENV TUNESERVE_GIT_COMMIT=${TUNESERVE_GIT_COMMIT}
 RUN useradd --system --uid 10001 --gid 0 --home-dir /app --no-create-home tuneserve \
     && mkdir -p /models && chown 10001:0 /models
 COPY --from=build-serve-gpu /opt/python /opt/python

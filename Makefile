@@ -13,8 +13,13 @@ GRPCURL := .bin/grpcurl-$(GRPCURL_VERSION)
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 MINIO_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/tuneserve/bin
 MINIO := $(MINIO_CACHE)/minio-$(MINIO_VERSION)
+# kube-apiserver, a real Kubernetes API server for the Kubernetes training executor tests (tests/kubeapi.py),
+# built from the Go module proxy with tests/kubeapiserver/go.mod (minutes on a cold Go cache), cached beside MinIO.
+# etcd, which it stores in, is Debian's etcd-server (.ci/run installs it).
+KUBE_VERSION := v1.37.2
+KUBE_APISERVER := $(MINIO_CACHE)/kube-apiserver-$(KUBE_VERSION)
 
-.PHONY: install run demo test minio test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
+.PHONY: install run demo test minio kube-apiserver test-go test-java lint proto proto-go proto-check deploy-check bench-quality bench-serve bench-retrain
 
 install:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -30,8 +35,8 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 
-test: lint $(GRPCURL) $(MINIO)
-	GRPCURL=$(CURDIR)/$(GRPCURL) MINIO=$(MINIO) .venv/bin/pytest -q $(PYTEST_ARGS)
+test: lint $(GRPCURL) $(MINIO) $(KUBE_APISERVER)
+	GRPCURL=$(CURDIR)/$(GRPCURL) MINIO=$(MINIO) KUBE_APISERVER=$(KUBE_APISERVER) .venv/bin/pytest -q $(PYTEST_ARGS)
 	$(MAKE) test-go
 	$(MAKE) test-java
 
@@ -51,6 +56,17 @@ $(MINIO):
 	  trap 'rm -rf "$$tmp"' EXIT; \
 	  GOBIN="$$tmp" go install github.com/minio/minio@$(MINIO_VERSION); \
 	  mv "$$tmp/minio" $@
+
+kube-apiserver: $(KUBE_APISERVER)
+
+$(KUBE_APISERVER):
+	@command -v go >/dev/null 2>&1 || { echo "kube-apiserver is built with Go: install Go >= 1.26"; exit 1; }
+	mkdir -p $(MINIO_CACHE)
+	set -e; tmp=$$(mktemp -d $(MINIO_CACHE)/kube-apiserver-build.XXXXXX); \
+	  trap 'rm -rf "$$tmp"' EXIT; \
+	  cd tests/kubeapiserver && go build -o "$$tmp/kube-apiserver" \
+	    -ldflags "-X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION)" k8s.io/kubernetes/cmd/kube-apiserver; \
+	  mv "$$tmp/kube-apiserver" $@
 
 # The Go client, against a live server with tiny models (clients/testserver.py, from .venv). -count=1: go's
 # test cache cannot see changes to the Python server, so a cached pass could hide a regression.

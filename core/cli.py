@@ -943,12 +943,25 @@ def models_list(**conn) -> None:
 
 @models.command(name="get")
 @click.argument("name")
+@_opt(
+    "--output",
+    env="MODELS_OUTPUT",
+    default="json",
+    type=click.Choice(["json", "text"]),
+    help="json: one JSON object (the GetModel reply); text: readable, with each version's lineage.",
+)
 @_connection
-def models_get(name: str, **conn) -> None:
-    """Print a model with its versions."""
+def models_get(name: str, output: str, **conn) -> None:
+    """Print a model with its versions, each with its lineage (what it was trained from)."""
     from tuneserve.v1 import model_pb2
 
-    remote.echo(remote.call(_connect(conn), "models", "GetModel", model_pb2.GetModelRequest(name=name)).model)
+    model = remote.call(_connect(conn), "models", "GetModel", model_pb2.GetModelRequest(name=name)).model
+    if output == "text":
+        from tuneserve.modelview import render_model
+
+        click.echo(render_model(remote.as_dict(model)))
+    else:
+        remote.echo(model)
 
 
 @models.command(name="promote")

@@ -125,6 +125,8 @@ _INT64 = frozenset({3, 4, 6, 16, 18})  # FieldDescriptor.TYPE_INT64, UINT64, FIX
 
 
 def _field(field: Any, value: Any) -> Any:
+    if field.message_type is not None and field.message_type.full_name == "google.protobuf.Struct":
+        return _whole_numbers(value)
     if field.message_type is not None:  # a nested message; well-known types (Timestamp) are strings
         return _ints(field.message_type, value) if isinstance(value, dict) else value
     return int(value) if field.type in _INT64 and isinstance(value, str) else value
@@ -177,6 +179,17 @@ def job_trials_table(job: Any) -> str:
         )
     best = job.best_trial if job.HasField("best_trial") else None
     return trials_table(trials, best, job.primary_metric)
+
+
+def _whole_numbers(value: Any) -> Any:
+    """A Struct's numbers are doubles: whole ones (trial numbers, epochs) become integers again."""
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 # ---------------------------------------------------------------- Train

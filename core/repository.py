@@ -6,7 +6,7 @@ folder (``tuneserve.localstore``) or ``s3://BUCKET/PREFIX`` in S3-compatible obj
 Layout (local; the S3 backend keeps the same keys under its prefix, see ``tuneserve.s3store``)::
 
     <root>/<name>/<version>/        integer versions, never reused, immutable once renamed into place
-        manifest.json               task, labels, ONNX file served, metrics, checksums of every file
+        manifest.json               task, labels, ONNX file served, metrics, lineage, checksums of every file
         manifest.sha256             sha256 of manifest.json's exact bytes (``sha256sum -c`` reads it)
         manifest.sig                optional: Ed25519 signature of that digest (see ``signing``)
         model.onnx, model_int8.onnx, tokenizer.json, config.json, ...
@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tuneserve import signing
 from tuneserve.cpu import Int8Target
+from tuneserve.lineage import Lineage
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -116,6 +117,8 @@ class Manifest(BaseModel):
     package_versions: dict[str, str] = Field(default_factory=dict)
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     parent: int | None = None
+    # What the version was trained from (tuneserve.lineage); None in manifests written before it was recorded.
+    lineage: Lineage | None = None
 
 
 @dataclass(frozen=True)

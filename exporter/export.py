@@ -19,7 +19,7 @@ from typing import Literal
 import structlog
 
 from tuneserve import data as datasets
-from tuneserve import logs, signing
+from tuneserve import lineage, logs, signing
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.cpu import DEFAULT_INT8_TARGET, Int8Target, host_int8_target
 from tuneserve.encoding import encode_texts, encode_words, load_tokenizer, pretokenize
@@ -273,6 +273,7 @@ def export(
                 if k in record
             },
             package_versions=_versions(),
+            lineage=lineage.from_record(record),  # with the search summary, when a search ran
         )
         if before_publish is not None:
             before_publish(staged, manifest)

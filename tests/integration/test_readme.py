@@ -158,13 +158,18 @@ def test_grpcurl_train_example(
 
 
 def test_cli_examples(server: ServerProcess, shell_path: dict[str, str], tmp_path: Path) -> None:
-    """`tuneserve predict` finds the server through TUNESERVE_SERVER (what `--server` defaults to)."""
+    """`tuneserve predict` and `tuneserve models get` find the server through TUNESERVE_SERVER (what
+    `--server` defaults to)."""
     env = {**shell_path, "TUNESERVE_SERVER": server.target}
     shutil.copy(FIXTURES / "sentiment_validation.tsv", tmp_path / "reviews.tsv")
     for block in readme.examples("cli"):
         shown = re.findall(r"^# (\{.*\})$", block.text, re.MULTILINE)
         for command in readme.commands(readme.substitute(block.text, server.target)):
             out = run_shell(command, env, tmp_path)
+            if "--output text" in command:  # `tuneserve models get NAME --output text`: the lineage, readable
+                assert out.startswith("model tiny-sentiment (classification)") and "\n  lineage\n" in out
+                assert "    run        seed 42, device cpu, world size 1" in out
+                continue
             for answer in map(json.loads, out.splitlines()):
                 assert answer["model"] in {"tiny-sentiment", "tiny-ner"}
                 keys = set(answer) | {k for label in answer.get("labels", []) for k in label}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneserve.lineage import Lineage
 from tuneserve.repository import (
     ConflictError,
     IntegrityError,
@@ -24,6 +25,18 @@ from tuneserve.repository import (
 )
 from tuneserve.s3store import S3ModelStore
 
+LINEAGE = Lineage.model_validate(
+    {
+        "base_model": {"name": "t", "revision": "sha256:" + "0" * 64, "source": "folder"},
+        "data": {"train": {"sha256": "a" * 64, "rows": 3}, "validation": {"sha256": "b" * 64, "rows": 2}},
+        "tuneserve": {"version": "0.1.0", "git_commit": "c" * 40},
+        "seed": 1,
+        "device": "cpu",
+        "world_size": 1,
+        "search": {"trials": [{"number": 0, "value": 0.5}], "best_trial": 0},
+    }
+)
+
 
 def _manifest() -> Manifest:
     q = QuantizationInfo(requested="none", served="none")
@@ -35,6 +48,7 @@ def _manifest() -> Manifest:
         base_model="t",
         onnx_file="model.onnx",
         quantization=q,
+        lineage=LINEAGE,
     )
 
 
@@ -79,6 +93,7 @@ def test_a_published_version_serves_first_and_reads_back_whole_on_another_replic
     assert reader.models() == ["m"] and reader.versions("m") == [1, 2] and reader.serving_version("m") == 1
     opened = reader.open_version("m", 2)
     assert set(opened.manifest.files) == {"model.onnx", "sub/x.txt"} and opened.manifest.version == 2
+    assert opened.manifest.lineage == LINEAGE == reader.read_manifest("m", 1).lineage
     assert (opened.path / "sub" / "x.txt").read_text() == "x"
 
 

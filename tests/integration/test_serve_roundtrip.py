@@ -163,6 +163,9 @@ def test_model_service(server: ServerProcess) -> None:
     assert v.quantization == 1  # QUANTIZATION_INT8_DYNAMIC
     assert list(v.labels) == ["negative", "positive"] and v.max_length == 32 and v.created_at.seconds > 0
     assert "accuracy" in v.metrics
+    assert v.lineage.base_model.source == "folder" and v.lineage.base_model.revision.startswith("sha256:")
+    assert v.lineage.training_data.rows > 0 and len(v.lineage.validation_data.sha256) == 64
+    assert v.lineage.device == "cpu" and v.lineage.world_size == 1 and not v.lineage.HasField("search")
     page = server.models.ListModels(model_pb2.ListModelsRequest(page_size=2))
     assert len(page.models) == 2 and page.next_page_token
     rest = server.models.ListModels(model_pb2.ListModelsRequest(page_size=2, page_token=page.next_page_token))

@@ -74,6 +74,7 @@ def test_ranks_agree_and_rank0_alone_writes(tiny_base: Path, tmp_path: Path) -> 
     assert json.loads(lines[0])["output"] == str(out)
     record = json.loads((out / "training.json").read_text())
     assert record["world_size"] == 2
+    assert record["lineage"]["world_size"] == 2 and record["lineage"]["device"] == "cpu"  # the manifest's
     assert record["effective_batch_size"] == 4 * 1 * 2
     assert record["learning_rate"] == 1e-9 and record["hyperparameters"]["learning_rate"] == 1e-9
     ranks = record["ranks"]

@@ -48,6 +48,8 @@ def test_demo_logs_each_step_publishes_both_models_and_is_seeded(tiny_base: Path
         assert manifest.task == spec.task and manifest.max_length == spec.max_length
         assert manifest.training["hyperparameters"]["seed"] == SEED
         assert manifest.training["hyperparameters"]["epochs"] == spec.epochs
+        assert manifest.lineage is not None and manifest.lineage.seed == SEED
+        assert manifest.lineage.base_model.source == "folder" and manifest.lineage.data["train"].rows > 0
 
     again = run_cli("demo", "--model-root", root, "--base", tiny_base)
     assert [e["step"] for e in _demo_events(again.stderr)] == ["present"] * len(DEMOS)

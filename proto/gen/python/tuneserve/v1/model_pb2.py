@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tuneserve.v1 import common_pb2 as tuneserve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tuneserve/v1/model.proto\x12\x0ctuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x92\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x17\n\x0fserving_version\x18\x03 \x01(\x03\x12,\n\x08versions\x18\x04 \x03(\x0b\x32\x1a.tuneserve.v1.ModelVersion\x12\x12\n\nload_error\x18\x05 \x01(\t\"\x87\x03\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x13\n\x0bmulti_label\x18\x04 \x01(\x08\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x30\n\x0cquantization\x18\x06 \x01(\x0e\x32\x1a.tuneserve.v1.Quantization\x12\x38\n\x07metrics\x18\x07 \x03(\x0b\x32\'.tuneserve.v1.ModelVersion.MetricsEntry\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x65xecution_provider\x18\t \x01(\t\x12\x12\n\nbase_model\x18\n \x01(\t\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.tuneserve.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x10GetModelResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.tuneserve.v1.Model\"9\n\x18SetServingVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"?\n\x19SetServingVersionResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.tuneserve.v1.Model\":\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x1c\n\x1a\x44\x65leteModelVersionResponse2\xf9\x02\n\x0cModelService\x12O\n\nListModels\x12\x1f.tuneserve.v1.ListModelsRequest\x1a .tuneserve.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.tuneserve.v1.GetModelRequest\x1a\x1e.tuneserve.v1.GetModelResponse\x12\x64\n\x11SetServingVersion\x12&.tuneserve.v1.SetServingVersionRequest\x1a\'.tuneserve.v1.SetServingVersionResponse\x12g\n\x12\x44\x65leteModelVersion\x12\'.tuneserve.v1.DeleteModelVersionRequest\x1a(.tuneserve.v1.DeleteModelVersionResponseBc\n\x10\x64\x65v.tuneserve.v1B\nModelProtoP\x01ZAgithub.com/tuneserve/tuneserve/clients/go/tuneservev1;tuneservev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tuneserve/v1/model.proto\x12\x0ctuneserve.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x92\x01\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x17\n\x0fserving_version\x18\x03 \x01(\x03\x12,\n\x08versions\x18\x04 \x03(\x0b\x32\x1a.tuneserve.v1.ModelVersion\x12\x12\n\nload_error\x18\x05 \x01(\t\"\xaf\x03\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12 \n\x04task\x18\x02 \x01(\x0e\x32\x12.tuneserve.v1.Task\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x13\n\x0bmulti_label\x18\x04 \x01(\x08\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x30\n\x0cquantization\x18\x06 \x01(\x0e\x32\x1a.tuneserve.v1.Quantization\x12\x38\n\x07metrics\x18\x07 \x03(\x0b\x32\'.tuneserve.v1.ModelVersion.MetricsEntry\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12\x65xecution_provider\x18\t \x01(\t\x12\x12\n\nbase_model\x18\n \x01(\t\x12\x0f\n\x07serving\x18\x0b \x01(\x08\x12&\n\x07lineage\x18\x0c \x01(\x0b\x32\x15.tuneserve.v1.Lineage\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xb7\x02\n\x07Lineage\x12\x32\n\nbase_model\x18\x01 \x01(\x0b\x32\x1e.tuneserve.v1.BaseModelLineage\x12\x30\n\rtraining_data\x18\x02 \x01(\x0b\x32\x19.tuneserve.v1.DataLineage\x12\x32\n\x0fvalidation_data\x18\x03 \x01(\x0b\x32\x19.tuneserve.v1.DataLineage\x12\x19\n\x11tuneserve_version\x18\x04 \x01(\t\x12\x1c\n\x14tuneserve_git_commit\x18\x05 \x01(\t\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x12\n\nworld_size\x18\x08 \x01(\x05\x12\'\n\x06search\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\"l\n\x10\x42\x61seModelLineage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08revision\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0f\n\x07package\x18\x04 \x01(\t\x12\x17\n\x0fpackage_version\x18\x05 \x01(\t\"+\n\x0b\x44\x61taLineage\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x03\":\n\x11ListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.tuneserve.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"6\n\x10GetModelResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.tuneserve.v1.Model\"9\n\x18SetServingVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"?\n\x19SetServingVersionResponse\x12\"\n\x05model\x18\x01 \x01(\x0b\x32\x13.tuneserve.v1.Model\":\n\x19\x44\x65leteModelVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x1c\n\x1a\x44\x65leteModelVersionResponse2\xf9\x02\n\x0cModelService\x12O\n\nListModels\x12\x1f.tuneserve.v1.ListModelsRequest\x1a .tuneserve.v1.ListModelsResponse\x12I\n\x08GetModel\x12\x1d.tuneserve.v1.GetModelRequest\x1a\x1e.tuneserve.v1.GetModelResponse\x12\x64\n\x11SetServingVersion\x12&.tuneserve.v1.SetServingVersionRequest\x1a\'.tuneserve.v1.SetServingVersionResponse\x12g\n\x12\x44\x65leteModelVersion\x12\'.tuneserve.v1.DeleteModelVersionRequest\x1a(.tuneserve.v1.DeleteModelVersionResponseBc\n\x10\x64\x65v.tuneserve.v1B\nModelProtoP\x01ZAgithub.com/tuneserve/tuneserve/clients/go/tuneservev1;tuneservev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +37,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.tuneserve.v1B\nModelProtoP\001ZAgithub.com/tuneserve/tuneserve/clients/go/tuneservev1;tuneservev1'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_MODEL']._serialized_start=103
-  _globals['_MODEL']._serialized_end=249
-  _globals['_MODELVERSION']._serialized_start=252
-  _globals['_MODELVERSION']._serialized_end=643
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=597
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=643
-  _globals['_LISTMODELSREQUEST']._serialized_start=645
-  _globals['_LISTMODELSREQUEST']._serialized_end=703
-  _globals['_LISTMODELSRESPONSE']._serialized_start=705
-  _globals['_LISTMODELSRESPONSE']._serialized_end=787
-  _globals['_GETMODELREQUEST']._serialized_start=789
-  _globals['_GETMODELREQUEST']._serialized_end=820
-  _globals['_GETMODELRESPONSE']._serialized_start=822
-  _globals['_GETMODELRESPONSE']._serialized_end=876
-  _globals['_SETSERVINGVERSIONREQUEST']._serialized_start=878
-  _globals['_SETSERVINGVERSIONREQUEST']._serialized_end=935
-  _globals['_SETSERVINGVERSIONRESPONSE']._serialized_start=937
-  _globals['_SETSERVINGVERSIONRESPONSE']._serialized_end=1000
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1002
-  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1060
-  _globals['_DELETEMODELVERSIONRESPONSE']._serialized_start=1062
-  _globals['_DELETEMODELVERSIONRESPONSE']._serialized_end=1090
-  _globals['_MODELSERVICE']._serialized_start=1093
-  _globals['_MODELSERVICE']._serialized_end=1470
+  _globals['_MODEL']._serialized_start=133
+  _globals['_MODEL']._serialized_end=279
+  _globals['_MODELVERSION']._serialized_start=282
+  _globals['_MODELVERSION']._serialized_end=713
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=667
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=713
+  _globals['_LINEAGE']._serialized_start=716
+  _globals['_LINEAGE']._serialized_end=1027
+  _globals['_BASEMODELLINEAGE']._serialized_start=1029
+  _globals['_BASEMODELLINEAGE']._serialized_end=1137
+  _globals['_DATALINEAGE']._serialized_start=1139
+  _globals['_DATALINEAGE']._serialized_end=1182
+  _globals['_LISTMODELSREQUEST']._serialized_start=1184
+  _globals['_LISTMODELSREQUEST']._serialized_end=1242
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1244
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1326
+  _globals['_GETMODELREQUEST']._serialized_start=1328
+  _globals['_GETMODELREQUEST']._serialized_end=1359
+  _globals['_GETMODELRESPONSE']._serialized_start=1361
+  _globals['_GETMODELRESPONSE']._serialized_end=1415
+  _globals['_SETSERVINGVERSIONREQUEST']._serialized_start=1417
+  _globals['_SETSERVINGVERSIONREQUEST']._serialized_end=1474
+  _globals['_SETSERVINGVERSIONRESPONSE']._serialized_start=1476
+  _globals['_SETSERVINGVERSIONRESPONSE']._serialized_end=1539
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_start=1541
+  _globals['_DELETEMODELVERSIONREQUEST']._serialized_end=1599
+  _globals['_DELETEMODELVERSIONRESPONSE']._serialized_start=1601
+  _globals['_DELETEMODELVERSIONRESPONSE']._serialized_end=1629
+  _globals['_MODELSERVICE']._serialized_start=1632
+  _globals['_MODELSERVICE']._serialized_end=2009
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tuneserve.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
@@ -25,7 +26,7 @@ class Model(_message.Message):
     def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., serving_version: _Optional[int] = ..., versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ..., load_error: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("version", "task", "labels", "multi_label", "max_length", "quantization", "metrics", "created_at", "execution_provider", "base_model", "serving")
+    __slots__ = ("version", "task", "labels", "multi_label", "max_length", "quantization", "metrics", "created_at", "execution_provider", "base_model", "serving", "lineage")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +45,7 @@ class ModelVersion(_message.Message):
     EXECUTION_PROVIDER_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     SERVING_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
     version: int
     task: _common_pb2.Task
     labels: _containers.RepeatedScalarFieldContainer[str]
@@ -55,7 +57,52 @@ class ModelVersion(_message.Message):
     execution_provider: str
     base_model: str
     serving: bool
-    def __init__(self, version: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., max_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_provider: _Optional[str] = ..., base_model: _Optional[str] = ..., serving: _Optional[bool] = ...) -> None: ...
+    lineage: Lineage
+    def __init__(self, version: _Optional[int] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., labels: _Optional[_Iterable[str]] = ..., multi_label: _Optional[bool] = ..., max_length: _Optional[int] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., execution_provider: _Optional[str] = ..., base_model: _Optional[str] = ..., serving: _Optional[bool] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
+
+class Lineage(_message.Message):
+    __slots__ = ("base_model", "training_data", "validation_data", "tuneserve_version", "tuneserve_git_commit", "seed", "device", "world_size", "search")
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DATA_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_DATA_FIELD_NUMBER: _ClassVar[int]
+    TUNESERVE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TUNESERVE_GIT_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    base_model: BaseModelLineage
+    training_data: DataLineage
+    validation_data: DataLineage
+    tuneserve_version: str
+    tuneserve_git_commit: str
+    seed: int
+    device: str
+    world_size: int
+    search: _struct_pb2.Struct
+    def __init__(self, base_model: _Optional[_Union[BaseModelLineage, _Mapping]] = ..., training_data: _Optional[_Union[DataLineage, _Mapping]] = ..., validation_data: _Optional[_Union[DataLineage, _Mapping]] = ..., tuneserve_version: _Optional[str] = ..., tuneserve_git_commit: _Optional[str] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., world_size: _Optional[int] = ..., search: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class BaseModelLineage(_message.Message):
+    __slots__ = ("name", "revision", "source", "package", "package_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    revision: str
+    source: str
+    package: str
+    package_version: str
+    def __init__(self, name: _Optional[str] = ..., revision: _Optional[str] = ..., source: _Optional[str] = ..., package: _Optional[str] = ..., package_version: _Optional[str] = ...) -> None: ...
+
+class DataLineage(_message.Message):
+    __slots__ = ("sha256", "rows")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    rows: int
+    def __init__(self, sha256: _Optional[str] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
