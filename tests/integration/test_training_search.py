@@ -117,6 +117,13 @@ def test_three_trial_search_promotes_the_best(empty_root: Path, tiny_base: Path)
         assert hyper["batch_size"] == _params(best)["batch_size"]
         assert hyper["learning_rate"] == pytest.approx(_params(best)["learning_rate"], rel=1e-6)
         assert hyper["epochs"] == 3  # fixed, not searched
+        # The search is in the version's lineage: its trials, the best one and the values it chose.
+        assert manifest.lineage is not None and manifest.lineage.search is not None
+        searched = manifest.lineage.search
+        assert searched["best_trial"] == best.number and searched["objective"] == "accuracy"
+        assert searched["sampler"] == "TPE" and searched["pruner"] == "median"
+        assert [t["number"] for t in searched["trials"]] == [0, 1, 2]
+        assert searched["chosen"]["batch_size"] == _params(best)["batch_size"]
         assert not leftovers(empty_root)
 
         # tuneserve jobs get prints the job as JSON and the trials as a table.
