@@ -234,6 +234,24 @@ def _spread(values: list[float]) -> dict:
     }
 
 
+def _recipe(baseline: str) -> dict:
+    """The fixed recipe to compare with: the trainer's own defaults (``tuneserve train``), or the Train
+    RPC's (``training.defaults``, chosen for small retraining sets)."""
+    if baseline == "cli":
+        return {}
+    from tuneserve.server.settings import HyperparameterDefaults
+
+    d = HyperparameterDefaults()
+    return {
+        "epochs": d.epochs,
+        "learning_rate": d.learning_rate,
+        "batch_size": d.batch_size,
+        "weight_decay": d.weight_decay,
+        "warmup_ratio": d.warmup_ratio,
+        "early_stopping_patience": d.early_stopping_patience,
+    }
+
+
 def run_search_comparison(name: str, args: argparse.Namespace, work: Path) -> dict:
     """Fixed defaults vs an ``--trials`` search, per seed, on the same train/dev slices; test metric (%)."""
     from dataclasses import replace
@@ -261,13 +279,11 @@ def run_search_comparison(name: str, args: argparse.Namespace, work: Path) -> di
             seed=seed,
             text_column=spec.get("text_column", "text"),
             progress_bar=False,
+            **_recipe(args.baseline),
         )
         fixed = train(base)
         fixed_test = _test_metric(base.output, spec, test, fixed.labels, max_length)
-        searched = search(replace(base, output=work / f"{name}-{seed}-search"), how)
-        search_test = _test_metric(searched.result.output, spec, test, searched.result.labels, max_length)
-        for folder_done in (base.output, searched.result.output):
-            shutil.rmtree(folder_done, ignore_errors=True)
+        shutil.rmtree(base.output, ignore_errors=True)
         run = {
             "seed": seed,
             "fixed": {
@@ -275,6 +291,16 @@ def run_search_comparison(name: str, args: argparse.Namespace, work: Path) -> di
                 "dev": fixed.metrics,
                 "seconds": round(fixed.seconds, 1),
             },
+        }
+        if args.trials < 0:  # the baseline only
+            runs.append(run)
+            print(json.dumps({name: {"seed": seed, "fixed": run["fixed"]["test"]}}), flush=True)
+            continue
+        searched = search(replace(base, output=work / f"{name}-{seed}-search"), how)
+        search_test = _test_metric(searched.result.output, spec, test, searched.result.labels, max_length)
+        shutil.rmtree(searched.result.output, ignore_errors=True)
+        run = {
+            **run,
             "search": {
                 "test": round(100 * search_test, 2),
                 "dev": searched.result.metrics,
@@ -292,6 +318,18 @@ def run_search_comparison(name: str, args: argparse.Namespace, work: Path) -> di
             json.dumps({name: {"seed": seed, "fixed": run["fixed"]["test"], "search": run["search"]["test"]}})
         )
     fixed_all = [r["fixed"]["test"] for r in runs]
+    if args.trials < 0:
+        return {
+            "task": spec["task"],
+            "metric": spec["metric"],
+            "baseline": args.baseline,
+            "recipe": _recipe(args.baseline),
+            "runs": runs,
+            "summary": {
+                "fixed_defaults": _spread(fixed_all),
+                "fixed_seconds_mean": round(sum(r["fixed"]["seconds"] for r in runs) / len(runs), 1),
+            },
+        }
     search_all = [r["search"]["test"] for r in runs]
     return {
         "task": spec["task"],
@@ -340,9 +378,16 @@ def main() -> None:
     parser.add_argument("--search", action="append", default=[], help="NAME=SPEC (with --trials)")
     parser.add_argument("--seeds", default="1,2,3", help="with --trials: the seeds, comma-separated")
     parser.add_argument("--test-limit", type=int, default=None, help="with --trials: test on a sample")
+    parser.add_argument(
+        "--baseline",
+        choices=["cli", "server"],
+        default="cli",
+        help="with --trials: the fixed recipe, tuneserve train's defaults or the Train RPC's (--trials -1: "
+        "the baseline only)",
+    )
     args = parser.parse_args()
     if args.trials:
-        args.output = args.output.replace("quality.json", "quality-search.json")
+        args.output = args.output.replace("quality.json", f"quality-search-{args.baseline}.json")
     report = {
         "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
         "args": vars(args),
