@@ -284,7 +284,16 @@ type TrainRequest struct {
 	// batch_size x gradient_accumulation_steps x nproc_per_node, and the learning rate is not rescaled.
 	// 0 (the default) or 1: one process. More than the server's limit (training.max_nproc_per_node, 1 unless
 	// configured) is INVALID_ARGUMENT.
-	NprocPerNode  int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
+	NprocPerNode int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
+	// Nodes the job trains on (multi-node DDP: one Kubernetes pod per node, torchrun with a static rendezvous
+	// at node 0). Only with the Kubernetes executor (--training-executor kubernetes); 0 (the default) or 1:
+	// one node. More than the server's limit (training.kubernetes.max_nnodes, 1 unless configured) is
+	// INVALID_ARGUMENT.
+	Nnodes int32 `protobuf:"varint,16,opt,name=nnodes,proto3" json:"nnodes,omitempty"`
+	// GPUs of each node (`nvidia.com/gpu` of each pod). Only with the Kubernetes executor; 0 (the default):
+	// the server's setting (training.kubernetes.gpus). More than training.kubernetes.max_gpus_per_node is
+	// INVALID_ARGUMENT.
+	GpusPerNode   int32 `protobuf:"varint,17,opt,name=gpus_per_node,json=gpusPerNode,proto3" json:"gpus_per_node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -420,6 +429,20 @@ func (x *TrainRequest) GetReplaceLabels() bool {
 func (x *TrainRequest) GetNprocPerNode() int32 {
 	if x != nil {
 		return x.NprocPerNode
+	}
+	return 0
+}
+
+func (x *TrainRequest) GetNnodes() int32 {
+	if x != nil {
+		return x.Nnodes
+	}
+	return 0
+}
+
+func (x *TrainRequest) GetGpusPerNode() int32 {
+	if x != nil {
+		return x.GpusPerNode
 	}
 	return 0
 }
@@ -1813,7 +1836,7 @@ var File_tuneserve_v1_training_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\n" +
-	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\x87\x06\n" +
+	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xc3\x06\n" +
 	"\fTrainRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x1d\n" +
@@ -1833,7 +1856,9 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"textColumn\x88\x01\x01\x12&\n" +
 	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01\x12%\n" +
 	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabels\x12$\n" +
-	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNodeB\x11\n" +
+	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNode\x12\x16\n" +
+	"\x06nnodes\x18\x10 \x01(\x05R\x06nnodes\x12\"\n" +
+	"\rgpus_per_node\x18\x11 \x01(\x05R\vgpusPerNodeB\x11\n" +
 	"\x0f_minimum_metricB\x0e\n" +
 	"\f_text_columnB\x0f\n" +
 	"\r_label_column\"<\n" +

@@ -57,7 +57,7 @@ TRAINING_STAGE_GATING: TrainingStage
 TRAINING_STAGE_PROMOTING: TrainingStage
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node")
+    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node", "nnodes", "gpus_per_node")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,8 @@ class TrainRequest(_message.Message):
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     REPLACE_LABELS_FIELD_NUMBER: _ClassVar[int]
     NPROC_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    NNODES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     model: str
     task: _common_pb2.Task
     base_model: str
@@ -88,7 +90,9 @@ class TrainRequest(_message.Message):
     label_column: str
     replace_labels: bool
     nproc_per_node: int
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ...) -> None: ...
+    nnodes: int
+    gpus_per_node: int
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ..., nnodes: _Optional[int] = ..., gpus_per_node: _Optional[int] = ...) -> None: ...
 
 class TrainResponse(_message.Message):
     __slots__ = ("job",)
