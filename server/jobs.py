@@ -434,6 +434,10 @@ class JobRunner:
                 log.warning("retention failed", model=job.model, error=str(exc))
             await self._finish(job, "succeeded", _outcome(job))
             return
+        if ended.interrupted and not job.cancel_requested:
+            job.error = ended.error
+            await self._finish(job, "failed", job.error)
+            return
         if "cancelled" in outcome or (job.cancel_requested and code in (CANCELLED_EXIT, -9, -15)):
             state = "failed" if job.error else "cancelled"
             await self._finish(job, state, job.error or "cancelled")

@@ -28,6 +28,7 @@ class Ended:
 
     code: int
     error: str = ""
+    interrupted: bool = False  # stopped from outside, not by a cancel (``error`` says how): it failed
 
 
 class Executor(Protocol):
