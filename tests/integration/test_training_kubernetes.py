@@ -1,0 +1,278 @@
+"""The Kubernetes executor end to end: a live ``tuneserve serve --training-executor kubernetes`` against a
+real API server (etcd + kube-apiserver, tests/kubeapi.py) with the test kubelet (tests/kubelet.py) running
+each Job's container as a local process. The server runs as the trainer's ServiceAccount, with a Role of
+exactly the verbs the executor needs (``EXECUTOR_RULES``)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubeapi import NAMESPACE, TRAINER_SERVICE_ACCOUNT, KubeAPIServer, service_account_user
+from kubelet import TestKubelet
+from tuneserve.v1 import inference_pb2, training_pb2
+
+from .live import ServerProcess
+from .training import classification_request, wait_job, wait_until
+
+pytestmark = pytest.mark.timeout(900)
+
+SUCCEEDED, FAILED, CANCELLED = (
+    training_pb2.JOB_STATE_SUCCEEDED,
+    training_pb2.JOB_STATE_FAILED,
+    training_pb2.JOB_STATE_CANCELLED,
+)
+JOB_SERVICE_ACCOUNT = "tuneserve-training-job"
+# What the executor calls, and nothing more (README: "Kubernetes executor").
+EXECUTOR_RULES = [
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
+]
+TOLERATION = {"key": "tuneserve.dev/training", "operator": "Exists", "effect": "NoSchedule"}
+
+
+class _ByModel(dict):  # type: ignore[type-arg]
+    """``TestKubelet.simulate``, keyed by the model a Job trains (its annotation) instead of the Job's name,
+    which the server picks."""
+
+    def __init__(self, batch: Any) -> None:
+        super().__init__()
+        self.batch = batch
+        self.models: dict[str, str] = {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        job = self.batch.read_namespaced_job(name, NAMESPACE)
+        return self.models.get((job.metadata.annotations or {}).get("tuneserve.dev/model", ""), default)
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_api: KubeAPIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from kubernetes import client
+
+    admin = kube_api.client()
+    core, batch, rbac = (
+        client.CoreV1Api(admin),
+        client.BatchV1Api(admin),
+        client.RbacAuthorizationV1Api(admin),
+    )
+    for account in (TRAINER_SERVICE_ACCOUNT, JOB_SERVICE_ACCOUNT, "default"):
+        try:
+            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": account}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+    role = {"metadata": {"name": "tuneserve-training-executor"}, "rules": EXECUTOR_RULES}
+    rbac.create_namespaced_role(NAMESPACE, role)
+    rbac.create_namespaced_role_binding(
+        NAMESPACE,
+        {
+            "metadata": {"name": "tuneserve-training-executor"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": role["metadata"]["name"],
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": NAMESPACE}],
+        },
+    )
+    root = tmp_path_factory.mktemp("kubelet")
+    node = TestKubelet(admin, NAMESPACE, root)
+    simulate = _ByModel(batch)
+    node.simulate = simulate
+    node.start()
+    user, _ = service_account_user(NAMESPACE, TRAINER_SERVICE_ACCOUNT)
+    yield {
+        "core": core,
+        "batch": batch,
+        "kubelet": node,
+        "simulate": simulate.models,
+        "kubeconfig": kube_api.kubeconfig(user),
+    }
+    node.stop()
+    assert node.errors == []
+
+
+def _start(root: Path, kubeconfig: Path) -> ServerProcess:
+    return ServerProcess(
+        root,
+        "--training-executor",
+        "kubernetes",
+        "--training-kubernetes-namespace",
+        NAMESPACE,
+        "--training-kubernetes-image",
+        "tuneserve-train:test",
+        "--training-kubernetes-service-account",
+        JOB_SERVICE_ACCOUNT,
+        "--training-kubernetes-cpu-request",
+        "250m",
+        "--training-kubernetes-memory-limit",
+        "3Gi",
+        "--training-kubernetes-node-selector",
+        '{"tuneserve.dev/pool": "training"}',
+        "--training-kubernetes-tolerations",
+        f'[{{"key": "{TOLERATION["key"]}", "operator": "Exists", "effect": "NoSchedule"}}]',
+        "--training-kubernetes-ttl-seconds-after-finished",
+        "600",
+        "--training-kubernetes-unschedulable-timeout",
+        "2",
+        "--training-threads",
+        "1",
+        "--max-running-jobs",
+        "4",
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def server(models: Path, cluster: dict[str, Any]) -> Iterator[ServerProcess]:
+    live = _start(models, cluster["kubeconfig"])
+    yield live
+    live.stop()
+
+
+def _job_of(cluster: dict[str, Any], job_id: str) -> Any:
+    from kubernetes import client
+
+    try:
+        return cluster["batch"].read_namespaced_job(f"tuneserve-train-{job_id}", NAMESPACE)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _watch(server: ServerProcess, job_id: str, out: list) -> None:
+    for response in server.training.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(job_id=job_id)):
+        out.append(response.event)
+
+
+def test_a_job_runs_as_a_kubernetes_job_and_is_promoted(
+    server: ServerProcess, cluster: dict[str, Any], models: Path, tiny_base: Path
+) -> None:
+    job = server.training.Train(classification_request("reviews", tiny_base, epochs=2)).job
+    events: list = []
+    watcher = threading.Thread(target=_watch, args=(server, job.id, events))
+    watcher.start()
+    kube_job = None
+    deadline = time.monotonic() + 60
+    while kube_job is None and time.monotonic() < deadline:
+        kube_job = _job_of(cluster, job.id)
+        time.sleep(0.2)
+    assert kube_job is not None, "no Job was created"
+    done = wait_job(server, job.id)
+    watcher.join(30)
+    assert done.state == SUCCEEDED, done.error
+    assert done.version == 1 and done.promoted, done.promotion_reason
+    reply = server.inference.Classify(inference_pb2.ClassifyRequest(model="reviews", texts=["great"]))
+    assert reply.version == 1
+
+    # Progress came through the pod's log as the same events a local job gives.
+    assert events[-1].state == SUCCEEDED
+    stages = [e.stage for e in events]
+    for stage in ("TRAINING", "EXPORTING", "GATING", "PROMOTING"):
+        assert training_pb2.TrainingStage.Value(f"TRAINING_STAGE_{stage}") in stages
+    assert any(e.progress.step > 0 for e in events) and any(e.metrics for e in events)
+
+    # The Job carries the settings.
+    spec = kube_job.spec
+    pod = spec.template.spec
+    container = pod.containers[0]
+    assert spec.backoff_limit == 0 and spec.ttl_seconds_after_finished == 600
+    assert kube_job.metadata.labels == {
+        "app.kubernetes.io/name": "tuneserve",
+        "app.kubernetes.io/component": "training-job",
+        "tuneserve.dev/job-id": job.id,
+    }
+    assert pod.service_account_name == JOB_SERVICE_ACCOUNT and pod.restart_policy == "Never"
+    assert pod.node_selector == {"tuneserve.dev/pool": "training"}
+    assert [(t.key, t.operator, t.effect) for t in pod.tolerations] == [
+        (TOLERATION["key"], "Exists", "NoSchedule")
+    ]
+    assert container.image == "tuneserve-train:test"
+    assert container.resources.requests == {"cpu": "250m"} and container.resources.limits == {"memory": "3Gi"}
+    assert container.args[:2] == ["--staged", str(models / ".jobs" / job.id)]
+    # The staged inputs are gone once the job ended.
+    assert not (models / ".jobs" / job.id).exists()
+
+
+def test_cancel_deletes_the_job_and_keeps_the_serving_model(
+    server: ServerProcess, cluster: dict[str, Any], tiny_base: Path
+) -> None:
+    before = server.models.GetModel(_get_model("reviews")).model.serving_version
+    job = server.training.Train(classification_request("reviews", tiny_base, epochs=60)).job
+    wait_until(server, job.id, lambda j: j.progress.step > 0)
+    server.training.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(job_id=job.id))
+    done = wait_job(server, job.id)
+    assert done.state == CANCELLED, done.error
+    assert _job_of(cluster, job.id) is None, "the Job is deleted"
+    assert cluster["kubelet"].running_processes() == []
+    assert server.models.GetModel(_get_model("reviews")).model.serving_version == before
+
+
+@pytest.mark.parametrize("reason", ["OOMKilled", "ImagePullBackOff", "Unschedulable"])
+def test_a_pod_failure_fails_the_job_with_its_reason(
+    server: ServerProcess, cluster: dict[str, Any], tiny_base: Path, reason: str
+) -> None:
+    model = f"fails-{reason.lower()}"
+    cluster["simulate"][model] = reason
+    job = server.training.Train(classification_request(model, tiny_base, epochs=60)).job
+    done = wait_job(server, job.id, timeout=120)
+    assert done.state == FAILED
+    assert reason in done.error, done.error
+    deadline = time.monotonic() + 30
+    while _job_of(cluster, job.id) is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _job_of(cluster, job.id) is None, "a failed job's Job is deleted"
+
+
+def test_a_job_whose_job_someone_else_deletes_fails_saying_so(
+    server: ServerProcess, cluster: dict[str, Any], tiny_base: Path
+) -> None:
+    job = server.training.Train(classification_request("deleted", tiny_base, epochs=60)).job
+    wait_until(server, job.id, lambda j: j.progress.step > 0)
+    cluster["batch"].delete_namespaced_job(
+        f"tuneserve-train-{job.id}", NAMESPACE, propagation_policy="Foreground"
+    )
+    done = wait_job(server, job.id)
+    assert done.state == FAILED
+    assert "was deleted while the job ran (not by CancelTrainingJob)" in done.error, done.error
+
+
+def test_a_restarted_server_follows_its_running_job_again(
+    models: Path, cluster: dict[str, Any], tiny_base: Path, server: ServerProcess
+) -> None:
+    server.stop()  # the module's server; this test runs its own two
+    first = _start(models, cluster["kubeconfig"])
+    try:
+        job = first.training.Train(classification_request("restarted", tiny_base, epochs=3)).job
+        wait_until(first, job.id, lambda j: j.progress.step > 0)
+    finally:
+        first.stop(signal.SIGKILL)
+    assert _job_of(cluster, job.id) is not None and cluster["kubelet"].running_processes()
+    second = _start(models, cluster["kubeconfig"])
+    try:
+        done = wait_job(second, job.id)
+        assert done.state == SUCCEEDED, done.error
+        assert done.version == 1 and done.promoted
+        assert any(e.get("event") == "job followed again" for e in second.events)
+    finally:
+        second.stop()
+
+
+def _get_model(name: str) -> Any:
+    from tuneserve.v1 import model_pb2
+
+    return model_pb2.GetModelRequest(name=name)
