@@ -100,9 +100,10 @@ def cluster(kube_api: KubeAPIServer, tmp_path_factory: pytest.TempPathFactory) -
     assert node.errors == []
 
 
-def _start(root: Path, kubeconfig: Path) -> ServerProcess:
+def _start(root: Path | str, kubeconfig: Path, *flags: str) -> ServerProcess:
     return ServerProcess(
-        root,
+        root,  # type: ignore[arg-type]
+        *flags,
         "--training-executor",
         "kubernetes",
         "--training-kubernetes-namespace",
@@ -249,6 +250,34 @@ def test_a_job_whose_job_someone_else_deletes_fails_saying_so(
     done = wait_job(server, job.id)
     assert done.state == FAILED
     assert "was deleted while the job ran (not by CancelTrainingJob)" in done.error, done.error
+
+
+def test_with_an_object_store_the_inputs_are_staged_in_the_bucket(
+    s3_store: Any, cluster: dict[str, Any], tiny_base: Path, tmp_path: Path
+) -> None:
+    flags = ("--jobs-dir", str(tmp_path / "jobs"), "--cache-dir", str(tmp_path / "cache"))
+    live = _start(s3_store.uri, cluster["kubeconfig"], *flags)
+    try:
+        job = live.training.Train(classification_request("in-bucket", tiny_base, epochs=1)).job
+        kube_job = None
+        deadline = time.monotonic() + 60
+        while kube_job is None and time.monotonic() < deadline:
+            kube_job = _job_of(cluster, job.id)
+            time.sleep(0.1)
+        assert kube_job is not None, "no Job was created"
+        done = wait_job(live, job.id)
+        assert done.state == SUCCEEDED, done.error
+        assert done.version == 1 and done.promoted
+    finally:
+        live.stop()
+    container = kube_job.spec.template.spec.containers[0]
+    assert container.args[:2] == ["--staged", f"{s3_store.uri}/.jobs/{job.id}"]
+    env = {e.name: e.value for e in container.env}
+    assert env["AWS_ENDPOINT_URL"] == s3_store.env["AWS_ENDPOINT_URL"]  # passed on from the server
+    listed = s3_store.client.list_objects_v2(Bucket=s3_store.bucket, Prefix="models/.jobs/")
+    assert listed.get("KeyCount", 0) == 0, "the staged inputs are deleted when the job ends"
+    keys = [o["Key"] for o in s3_store.client.list_objects_v2(Bucket=s3_store.bucket)["Contents"]]
+    assert any("in-bucket" in k and k.endswith("manifest.json") for k in keys), "published into the bucket"
 
 
 def test_a_restarted_server_follows_its_running_job_again(
