@@ -297,7 +297,8 @@ def _watch(conn: remote.Connection, job_id: str, announce: str = "") -> int:
     env="NNODES",
     default=1,
     type=click.IntRange(min=1),
-    help="Hosts training together (each runs this command with its --node-rank).",
+    help="Hosts training together (each runs this command with its --node-rank). With --server: asked of "
+    "the server (nodes of a Kubernetes Job, with --training-executor kubernetes).",
 )
 @_opt("--node-rank", env="NODE_RANK", default=0, type=click.IntRange(min=0), help="This host's index.")
 @_opt(
@@ -612,10 +613,10 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
     conn = _connect(options)
     if not options["model"]:
         raise click.UsageError("--model is required with --server")
-    for flag in ("nnodes", "node_rank", "rdzv_endpoint"):
+    for flag in ("node_rank", "rdzv_endpoint"):
         if _given(ctx, flag):
             raise click.UsageError(
-                f"--{flag.replace('_', '-')} is for local training; a server runs one node"
+                f"--{flag.replace('_', '-')} is for local training; a server places the nodes of its jobs"
             )
     if options["output"] is not None:
         raise click.UsageError("--output is for local training; the server keeps the new version")
@@ -653,6 +654,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         multi_label=options["multi_label"],
         replace_labels=options["replace_labels"],
         nproc_per_node=options["nproc_per_node"] if _given(ctx, "nproc_per_node") else 0,
+        nnodes=options["nnodes"] if _given(ctx, "nnodes") else 0,
     )
     if options["train_uri"] or options["validation_uri"]:
         if _given(ctx, "text_column"):

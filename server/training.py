@@ -57,6 +57,7 @@ class Training:
     ) -> None:
         self.settings = settings
         self.store = store
+        executor = make_executor(settings.training, settings.store)  # ConfigError before the lock is taken
         root = settings.jobs_dir
         try:
             self.lock = RunnerLock.acquire(root)
@@ -80,7 +81,7 @@ class Training:
             registry.promote,
             self._after_success,
             metrics,
-            make_executor(settings.training, settings.store),
+            executor,
         )
 
     async def start(self) -> None:

@@ -43,7 +43,7 @@ from tuneserve.server import kubejobs
 from tuneserve.server.executors import Apply, Ended, Save
 from tuneserve.server.executors.kubefollow import Follow
 from tuneserve.server.jobstore import JobRecord
-from tuneserve.server.settings import TrainingSettings
+from tuneserve.server.settings import ConfigError, TrainingSettings
 
 log = structlog.get_logger("tuneserve.server.executors.kubernetes")
 
@@ -58,6 +58,7 @@ class KubernetesExecutor:
         self.namespace = self.kube.resolved_namespace
         self._api: Any = None
         self._lock = threading.Lock()
+        self.api()  # a missing configuration stops start-up, not the first job
 
     # ------------------------------------------------------------------ client
 
@@ -71,7 +72,14 @@ class KubernetesExecutor:
                 try:
                     config.load_incluster_config(client_configuration=cfg)
                 except config.ConfigException:
-                    config.load_kube_config(client_configuration=cfg)
+                    try:
+                        config.load_kube_config(client_configuration=cfg)
+                    except (config.ConfigException, OSError) as exc:
+                        raise ConfigError(
+                            "--training-executor kubernetes needs the Kubernetes API: this server runs "
+                            "outside a cluster (no ServiceAccount token) and has no usable kubeconfig "
+                            f"(KUBECONFIG, ~/.kube/config): {exc}"
+                        ) from exc
                 cfg.connection_pool_maxsize = 32
                 self._api = client.ApiClient(cfg)
             return self._api

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from kubeapi import NAMESPACE, TRAINER_SERVICE_ACCOUNT, KubeAPIServer, service_account_user
 from kubelet import TestKubelet
 from tuneserve.v1 import inference_pb2, training_pb2
 
-from .live import ServerProcess
+from .live import ServerProcess, start_failure
 from .training import classification_request, wait_job, wait_until
 
 pytestmark = pytest.mark.timeout(900)
@@ -160,6 +161,16 @@ def _watch(server: ServerProcess, job_id: str, out: list) -> None:
         out.append(response.event)
 
 
+def test_without_a_kubernetes_configuration_the_server_does_not_start(tmp_path: Path) -> None:
+    stderr = start_failure(
+        tmp_path / "models",
+        "--training-executor",
+        "kubernetes",
+        env={"KUBECONFIG": str(tmp_path / "absent"), "HOME": str(tmp_path)},
+    )
+    assert "--training-executor kubernetes needs the Kubernetes API" in stderr and "kubeconfig" in stderr
+
+
 def test_a_job_runs_as_a_kubernetes_job_and_is_promoted(
     server: ServerProcess, cluster: dict[str, Any], models: Path, tiny_base: Path
 ) -> None:
@@ -237,6 +248,14 @@ def test_a_pod_failure_fails_the_job_with_its_reason(
     while _job_of(cluster, job.id) is not None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _job_of(cluster, job.id) is None, "a failed job's Job is deleted"
+
+
+def test_nodes_and_gpus_beyond_the_settings_are_invalid(server: ServerProcess, tiny_base: Path) -> None:
+    for fields, says in (({"nnodes": 2}, "at most 1 nodes"), ({"gpus_per_node": 1}, "at most 0 per node")):
+        with pytest.raises(grpc.RpcError) as caught:
+            server.training.Train(classification_request("bounded", tiny_base, **fields))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert says in caught.value.details()
 
 
 def test_a_job_whose_job_someone_else_deletes_fails_saying_so(
