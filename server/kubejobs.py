@@ -33,6 +33,17 @@ CONTAINER = "train"
 RDZV_PORT = 29500
 SCRATCH = "/scratch"
 LABELS = {"app.kubernetes.io/name": "tuneserve", "app.kubernetes.io/component": "training-job"}
+# Variables of --training-kubernetes-env that are secrets: with env_secret they come from that Secret.
+SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# The API rights the executor uses in the Jobs' namespace, (API group, resource, verbs): what the Role in
+# deploy/kubernetes/base/rbac.yaml grants (deploy/kubernetes/validate.py checks it is exactly this). pods get
+# also reads the trainer's own pod, for the image its Jobs run.
+RBAC_RULES = (
+    ("batch", "jobs", ("create", "get", "list", "watch", "delete")),
+    ("", "pods", ("get", "list", "watch")),
+    ("", "pods/log", ("get",)),
+    ("", "services", ("create", "delete")),
+)
 
 
 def job_name(job_id: str) -> str:
@@ -72,12 +83,19 @@ def render_job(
         "args": args,
         "env": [
             {"name": "TUNESERVE_JOB_SCRATCH", "value": SCRATCH},
+            # The root filesystem is read-only: library caches (torch, transformers) go to the scratch folder.
+            {"name": "HOME", "value": SCRATCH},
             {"name": "OMP_NUM_THREADS", "value": str(threads)},
             {"name": "MKL_NUM_THREADS", "value": str(threads)},
             {"name": "TOKENIZERS_PARALLELISM", "value": "false"},
             *_passed_env(settings, env),
         ],
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     resources = _resources(settings, gpus)
     if resources:
@@ -88,7 +106,20 @@ def render_job(
     if not objects.is_s3(store.root) and settings.models_claim:
         volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": settings.models_claim}})
         container["volumeMounts"].append({"name": "models", "mountPath": store.root})
-    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # A training job needs no API token; it runs as the images' non-root user (Dockerfile).
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 0,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": volumes,
+    }
     if settings.service_account:
         pod["serviceAccountName"] = settings.service_account
     if settings.node_selector:
@@ -147,15 +178,16 @@ def _resources(settings: KubernetesSettings, gpus: int) -> dict[str, dict[str, s
 
 
 def _passed_env(settings: KubernetesSettings, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    if settings.env_secret:
-        return [
-            {
-                "name": var,
-                "valueFrom": {"secretKeyRef": {"name": settings.env_secret, "key": var, "optional": True}},
-            }
-            for var in settings.env
-        ]
-    return [{"name": var, "value": env[var]} for var in settings.env if env.get(var)]
+    """The server's ``settings.env`` variables for the Job: credentials from ``env_secret`` when one is
+    named (never written into the Job), the others as the server's values."""
+    passed: list[dict[str, Any]] = []
+    for var in settings.env:
+        if settings.env_secret and var in SECRET_ENV:
+            ref = {"name": settings.env_secret, "key": var, "optional": True}
+            passed.append({"name": var, "valueFrom": {"secretKeyRef": ref}})
+        elif env.get(var):
+            passed.append({"name": var, "value": env[var]})
+    return passed
 
 
 def example(nnodes: int = 1) -> list[dict[str, Any]]:

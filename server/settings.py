@@ -122,7 +122,11 @@ class KubernetesSettings(BaseModel):
         None,
         description="Namespace the Jobs run in [default: the server's own, in a cluster; else 'default'].",
     )
-    image: str = Field("tuneserve-train", description="Image of the Jobs' container (the train image).")
+    image: str | None = Field(
+        None,
+        description="Image of the Jobs' container [default: this server's own, read from its pod: the "
+        "trainer runs the train image].",
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="imagePullPolicy of the Jobs' container."
     )
@@ -159,8 +163,9 @@ class KubernetesSettings(BaseModel):
     )
     env_secret: str | None = Field(
         None,
-        description="Secret that the Jobs read the --training-kubernetes-env variables from "
-        "(secretKeyRef, optional keys) instead of the server's values.",
+        description="Secret that the Jobs read the credentials among --training-kubernetes-env from "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: secretKeyRef, optional keys) "
+        "instead of the server's values, which would be written into the Job.",
     )
     unschedulable_timeout_s: float = Field(
         300.0, ge=0, description="A pod unschedulable for longer fails its job (reason Unschedulable)."

@@ -31,12 +31,14 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from tuneserve import objects
 from tuneserve.pipeline import staged
 from tuneserve.repository import StoreConfig
 from tuneserve.server import kubejobs
@@ -58,7 +60,20 @@ class KubernetesExecutor:
         self.namespace = self.kube.resolved_namespace
         self._api: Any = None
         self._lock = threading.Lock()
+        if settings.signing_key is not None:
+            raise ConfigError(
+                "--training-signing-key is a file of this server, which Jobs cannot read: with "
+                "--training-executor kubernetes, versions are not signed yet (use the local executor)"
+            )
+        if not objects.is_s3(store.root) and not self.kube.models_claim:
+            raise ConfigError(
+                f"the model root {store.root} is a folder of this server: Jobs reach it only through its "
+                "PersistentVolumeClaim; name it with --training-kubernetes-models-claim, or use an s3:// "
+                "model root"
+            )
         self.api()  # a missing configuration stops start-up, not the first job
+        if not self.kube.image:
+            self.kube = self.kube.model_copy(update={"image": self._own_image()})
 
     # ------------------------------------------------------------------ client
 
@@ -83,6 +98,21 @@ class KubernetesExecutor:
                 cfg.connection_pool_maxsize = 32
                 self._api = client.ApiClient(cfg)
             return self._api
+
+    def _own_image(self) -> str:
+        """The image of this server's own pod (its name is the pod's hostname): the trainer runs the train
+        image, which is what Jobs need, and an overlay that retags it retags the Jobs too."""
+        from kubernetes.client.exceptions import ApiException
+
+        pod_name = os.environ.get("HOSTNAME") or socket.gethostname()
+        try:
+            pod = self.core().read_namespaced_pod(pod_name, self.namespace)
+        except ApiException as exc:
+            raise ConfigError(
+                f"--training-kubernetes-image is unset and this server's own pod {self.namespace}/{pod_name} "
+                f"cannot be read for its image ({_api_error(exc)}): set the image of the training Jobs"
+            ) from exc
+        return str(pod.spec.containers[0].image)
 
     def batch(self) -> Any:
         from kubernetes import client

@@ -1,7 +1,7 @@
 """The Kubernetes executor end to end: a live ``tuneserve serve --training-executor kubernetes`` against a
 real API server (etcd + kube-apiserver, tests/kubeapi.py) with the test kubelet (tests/kubelet.py) running
 each Job's container as a local process. The server runs as the trainer's ServiceAccount, with a Role of
-exactly the verbs the executor needs (``EXECUTOR_RULES``)."""
+exactly the verbs the executor needs: deploy/kubernetes/base/rbac.yaml, applied as it is."""
 
 from __future__ import annotations
 
@@ -29,14 +29,11 @@ SUCCEEDED, FAILED, CANCELLED = (
     training_pb2.JOB_STATE_FAILED,
     training_pb2.JOB_STATE_CANCELLED,
 )
-JOB_SERVICE_ACCOUNT = "tuneserve-training-job"
-# What the executor calls, and nothing more (README: "Kubernetes executor").
-EXECUTOR_RULES = [
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["create", "delete"]},
-]
+# The Jobs' and the trainer's ServiceAccounts and its Role: deploy/kubernetes/base/rbac.yaml, as is.
+JOB_SERVICE_ACCOUNT = "tuneserve"
+RBAC_MANIFEST = Path(__file__).parents[2] / "deploy" / "kubernetes" / "base" / "rbac.yaml"
+# The trainer's own pod, whose image the Jobs run when no --training-kubernetes-image is set.
+TRAINER_POD, TRAINER_IMAGE = "tuneserve-trainer-0", "tuneserve:train-under-test"
 TOLERATION = {"key": "tuneserve.dev/training", "operator": "Exists", "effect": "NoSchedule"}
 
 
@@ -64,25 +61,19 @@ def cluster(kube_api: KubeAPIServer, tmp_path_factory: pytest.TempPathFactory) -
         client.BatchV1Api(admin),
         client.RbacAuthorizationV1Api(admin),
     )
-    for account in (TRAINER_SERVICE_ACCOUNT, JOB_SERVICE_ACCOUNT, "default"):
-        try:
-            core.create_namespaced_service_account(NAMESPACE, {"metadata": {"name": account}})
-        except client.ApiException as exc:
-            if exc.status != 409:
-                raise
-    role = {"metadata": {"name": "tuneserve-training-executor"}, "rules": EXECUTOR_RULES}
-    rbac.create_namespaced_role(NAMESPACE, role)
-    rbac.create_namespaced_role_binding(
-        NAMESPACE,
-        {
-            "metadata": {"name": "tuneserve-training-executor"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": role["metadata"]["name"],
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": TRAINER_SERVICE_ACCOUNT, "namespace": NAMESPACE}],
-        },
+    import yaml
+
+    create = {
+        "ServiceAccount": core.create_namespaced_service_account,
+        "Role": rbac.create_namespaced_role,
+        "RoleBinding": rbac.create_namespaced_role_binding,
+    }
+    for doc in yaml.safe_load_all(RBAC_MANIFEST.read_text()):
+        create[doc["kind"]](NAMESPACE, doc)
+    # The trainer's pod, as its Deployment would have made it (never bound: the kubelet runs Jobs only).
+    container = {"name": "tuneserve", "image": TRAINER_IMAGE}
+    core.create_namespaced_pod(
+        NAMESPACE, {"metadata": {"name": TRAINER_POD}, "spec": {"containers": [container]}}
     )
     root = tmp_path_factory.mktemp("kubelet")
     node = TestKubelet(admin, NAMESPACE, root)
@@ -109,8 +100,8 @@ def _start(root: Path | str, kubeconfig: Path, *flags: str) -> ServerProcess:
         "kubernetes",
         "--training-kubernetes-namespace",
         NAMESPACE,
-        "--training-kubernetes-image",
-        "tuneserve-train:test",
+        "--training-kubernetes-models-claim",
+        "tuneserve-models",
         "--training-kubernetes-service-account",
         JOB_SERVICE_ACCOUNT,
         "--training-kubernetes-cpu-request",
@@ -129,7 +120,7 @@ def _start(root: Path | str, kubeconfig: Path, *flags: str) -> ServerProcess:
         "1",
         "--max-running-jobs",
         "4",
-        env={"KUBECONFIG": str(kubeconfig)},
+        env={"KUBECONFIG": str(kubeconfig), "HOSTNAME": TRAINER_POD},
     )
 
 
@@ -166,9 +157,23 @@ def test_without_a_kubernetes_configuration_the_server_does_not_start(tmp_path: 
         tmp_path / "models",
         "--training-executor",
         "kubernetes",
+        "--training-kubernetes-models-claim",
+        "tuneserve-models",
         env={"KUBECONFIG": str(tmp_path / "absent"), "HOME": str(tmp_path)},
     )
     assert "--training-executor kubernetes needs the Kubernetes API" in stderr and "kubeconfig" in stderr
+
+
+def test_a_local_model_root_needs_the_claim_jobs_mount_it_from(
+    tmp_path: Path, cluster: dict[str, Any]
+) -> None:
+    stderr = start_failure(
+        tmp_path / "models",
+        "--training-executor",
+        "kubernetes",
+        env={"KUBECONFIG": str(cluster["kubeconfig"])},
+    )
+    assert "--training-kubernetes-models-claim" in stderr
 
 
 def test_a_job_runs_as_a_kubernetes_job_and_is_promoted(
@@ -213,7 +218,7 @@ def test_a_job_runs_as_a_kubernetes_job_and_is_promoted(
     assert [(t.key, t.operator, t.effect) for t in pod.tolerations] == [
         (TOLERATION["key"], "Exists", "NoSchedule")
     ]
-    assert container.image == "tuneserve-train:test"
+    assert container.image == TRAINER_IMAGE, "the Jobs run the trainer's own image"
     assert container.resources.requests == {"cpu": "250m"} and container.resources.limits == {"memory": "3Gi"}
     assert container.args[:2] == ["--staged", str(models / ".jobs" / job.id)]
     # The staged inputs are gone once the job ended.
