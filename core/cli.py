@@ -338,7 +338,8 @@ def _search_config(options: dict):
     env="NNODES",
     default=1,
     type=click.IntRange(min=1),
-    help="Hosts training together (each runs this command with its --node-rank).",
+    help="Hosts training together (each runs this command with its --node-rank). With --server: asked of "
+    "the server (nodes of a Kubernetes Job, with --training-executor kubernetes).",
 )
 @_opt("--node-rank", env="NODE_RANK", default=0, type=click.IntRange(min=0), help="This host's index.")
 @_opt(
@@ -726,10 +727,10 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
     conn = _connect(options)
     if not options["model"]:
         raise click.UsageError("--model is required with --server")
-    for flag in ("nnodes", "node_rank", "rdzv_endpoint"):
+    for flag in ("node_rank", "rdzv_endpoint"):
         if _given(ctx, flag):
             raise click.UsageError(
-                f"--{flag.replace('_', '-')} is for local training; a server runs one node"
+                f"--{flag.replace('_', '-')} is for local training; a server places the nodes of its jobs"
             )
     if options["output"] is not None:
         raise click.UsageError("--output is for local training; the server keeps the new version")
@@ -767,6 +768,7 @@ def _train_remote(ctx: click.Context, train_path: Path | None, options: dict) ->
         multi_label=options["multi_label"],
         replace_labels=options["replace_labels"],
         nproc_per_node=options["nproc_per_node"] if _given(ctx, "nproc_per_node") else 0,
+        nnodes=options["nnodes"] if _given(ctx, "nnodes") else 0,
     )
     how_search = _search_config(options)
     if how_search is not None:

@@ -9,6 +9,7 @@ or from ``TUNESERVE_AUTH__ADMIN_TOKENS`` / ``TUNESERVE_AUTH__READ_TOKENS``.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +23,30 @@ from tuneserve.server.settings import (
     AuthSettings,
     BatchSettings,
     ConfigError,
+    KubernetesSettings,
     LimitSettings,
     Settings,
     TLSSettings,
     TrainingSettings,
 )
 
+
+class _Json(click.ParamType):
+    """A JSON value (flags and variables that take a mapping or a list)."""
+
+    name = "json"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            self.fail(f"{value!r} is not JSON: {exc}", param, ctx)
+
+
 _FLOAT_MIN0 = click.FloatRange(min=0)
+_JSON = _Json()
 _FILE = click.Path(dir_okay=False, path_type=Path)
 # flag, settings field ("section.field" for nested ones), click type
 _OPTIONS: list[tuple[str, str, Any]] = [
@@ -72,6 +90,42 @@ _OPTIONS: list[tuple[str, str, Any]] = [
     ("--keep-versions", "training.keep_versions", click.IntRange(min=0)),
     ("--minimum-metric", "training.minimum_metric", click.FloatRange(0, 1)),
     ("--training-signing-key", "training.signing_key", _FILE),
+    ("--training-executor", "training.executor", click.Choice(["local", "kubernetes"])),
+    ("--training-kubernetes-namespace", "training.kubernetes.namespace", str),
+    ("--training-kubernetes-image", "training.kubernetes.image", str),
+    (
+        "--training-kubernetes-image-pull-policy",
+        "training.kubernetes.image_pull_policy",
+        click.Choice(["Always", "IfNotPresent", "Never"]),
+    ),
+    ("--training-kubernetes-service-account", "training.kubernetes.service_account", str),
+    ("--training-kubernetes-cpu-request", "training.kubernetes.cpu_request", str),
+    ("--training-kubernetes-cpu-limit", "training.kubernetes.cpu_limit", str),
+    ("--training-kubernetes-memory-request", "training.kubernetes.memory_request", str),
+    ("--training-kubernetes-memory-limit", "training.kubernetes.memory_limit", str),
+    ("--training-kubernetes-gpus", "training.kubernetes.gpus", click.IntRange(0, 64)),
+    (
+        "--training-kubernetes-max-gpus-per-node",
+        "training.kubernetes.max_gpus_per_node",
+        click.IntRange(0, 64),
+    ),
+    ("--training-kubernetes-max-nnodes", "training.kubernetes.max_nnodes", click.IntRange(1, 64)),
+    ("--training-kubernetes-node-selector", "training.kubernetes.node_selector", _JSON),
+    ("--training-kubernetes-tolerations", "training.kubernetes.tolerations", _JSON),
+    (
+        "--training-kubernetes-ttl-seconds-after-finished",
+        "training.kubernetes.ttl_seconds_after_finished",
+        click.IntRange(min=0),
+    ),
+    ("--training-kubernetes-active-deadline", "training.kubernetes.active_deadline_s", click.IntRange(min=1)),
+    ("--training-kubernetes-models-claim", "training.kubernetes.models_claim", str),
+    ("--training-kubernetes-env", "training.kubernetes.env", _JSON),
+    ("--training-kubernetes-env-secret", "training.kubernetes.env_secret", str),
+    (
+        "--training-kubernetes-unschedulable-timeout",
+        "training.kubernetes.unschedulable_timeout_s",
+        _FLOAT_MIN0,
+    ),
     ("--report-to", "training.report_to", click.Choice(["none", "mlflow", "tensorboard"])),
     ("--tensorboard-dir", "training.tensorboard_dir", click.Path(file_okay=False, path_type=Path)),
     ("--admin-tokens-file", "auth.admin_tokens_file", _FILE),
@@ -85,6 +139,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "batch": BatchSettings,
     "limits": LimitSettings,
     "training": TrainingSettings,
+    "training.kubernetes": KubernetesSettings,
     "auth": AuthSettings,
     "tls": TLSSettings,
 }
@@ -121,11 +176,13 @@ def _options(f: Callable[..., Any]) -> Callable[..., Any]:
 def build_settings(values: dict[str, Any]) -> Settings:
     """Settings from the command's values (None: not given on the command line)."""
     flat: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
     for key, value in values.items():
-        section, _, name = key.rpartition("__")
-        (nested[section] if section else flat)[name] = value
-    return Settings.load(**flat, **nested)
+        *sections, name = key.split("__")
+        into = flat
+        for section in sections:  # "training__kubernetes__image": flat["training"]["kubernetes"]["image"]
+            into = into.setdefault(section, {})
+        into[name] = value
+    return Settings.load(**flat)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

@@ -1,14 +1,16 @@
 """``JobRunner``: the training jobs of this server — queue, worker processes, events, cancel, recovery.
 
-Jobs wait in creation order for one of ``max_running`` slots. Each runs ``tuneserve.pipeline.job`` in a new
-process group (niced, with its own thread count), which reports JSON events over a pipe; the runner
-folds them into the job's record (saved in the SQLite job store) and hands them to watchers. When the
+Jobs wait in creation order for one of ``max_running`` slots. Each runs ``tuneserve.pipeline.job`` through
+an executor (``tuneserve.server.executors``: a local process, or a Kubernetes Job), which hands the worker's
+JSON events to the runner; the runner folds them into the job's record (saved in the SQLite job store) and
+hands them to watchers. When the
 job has registered a new version and its gate allows, the runner promotes it through the registry (load,
 warm, switch). A job that fails or is cancelled leaves nothing behind: its work folder and its staging
 folder in the model store are removed, and the serving version is untouched.
 
 On start-up, jobs that were running when the server stopped are marked FAILED (their processes killed,
-their files removed); queued jobs stay queued and run. A runner exists only in the process that holds the
+their files removed), unless the executor can follow them again (a Kubernetes Job still there); queued
+jobs stay queued and run. A runner exists only in the process that holds the
 job store's ``RunnerLock`` (see ``Training``), so the jobs it finds running belong to a server that is
 dead: it never kills a live server's job.
 
@@ -21,11 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +36,8 @@ import structlog
 
 from tuneserve.repository import ModelStore
 from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, ModelNotReady, Overloaded
+from tuneserve.server.executors import Ended, Executor
+from tuneserve.server.executors.local import LocalExecutor
 from tuneserve.server.jobstore import STAGES, JobRecord, JobStore
 from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import TrainingSettings
@@ -44,7 +45,6 @@ from tuneserve.server.settings import TrainingSettings
 log = structlog.get_logger("tuneserve.server.jobs")
 
 CANCELLED_EXIT = 3  # tuneserve.pipeline.job.CANCELLED_EXIT (not imported: that module is the worker's)
-_LOG_TAIL = 1500
 
 
 @dataclass
@@ -111,8 +111,10 @@ class JobRunner:
         promote: Callable[[str, int], Awaitable[Any]],
         after_success: Callable[[str, int], Awaitable[None]],
         metrics: Metrics,
+        executor: Executor | None = None,
     ) -> None:
         self.settings = settings
+        self.executor = executor or LocalExecutor(settings)
         self.store = store
         self.jobs = jobs
         self.work_root = work_root
@@ -120,7 +122,7 @@ class JobRunner:
         self._after_success = after_success
         self.metrics = metrics
         self._queue: list[str] = []
-        self._running: dict[str, asyncio.subprocess.Process | None] = {}
+        self._running: set[str] = set()
         self._active: dict[str, JobRecord] = {}  # the one record object of each running job
         self._submit_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -135,10 +137,12 @@ class JobRunner:
     async def start(self) -> None:
         """Recover from the last run (its owner is dead: this process holds the store's lock), then start
         taking jobs from the queue."""
+        attached: list[JobRecord] = []
         for job in await asyncio.to_thread(self.jobs.unfinished):
             if job.state == "running":
-                await asyncio.to_thread(self._kill_orphan, job)
-                if job.version:
+                if await self.executor.recover(job):
+                    attached.append(job)
+                elif job.version:
                     job.promotion_reason = (
                         f"{job.promotion_reason}; the server stopped before promotion: promote it "
                         "with SetServingVersion"
@@ -154,6 +158,9 @@ class JobRunner:
                     await self._finish(job, "failed", job.error)
             else:
                 self._queue.append(job.id)
+        for job in attached:
+            log.info("job followed again", job=job.id, model=job.model, where=self.executor.describe(job))
+            self._start_task(job.id, job)
         self._scheduler = asyncio.get_running_loop().create_task(self._schedule())
         self._wake.set()
 
@@ -162,13 +169,18 @@ class JobRunner:
         self._closing = True
         if self._scheduler is not None:
             self._scheduler.cancel()
-        for job_id, proc in list(self._running.items()):
+        if self.executor.survives_restart:  # the jobs go on; the next start follows them again
+            for task in list(self._tasks):
+                task.cancel()
+        for job_id in list(self._running):
             job = self._active.get(job_id)
+            if self.executor.survives_restart:
+                continue
             if job is not None and STAGES.index(job.stage) < STAGES.index("promoting"):
                 job.error = "the server shut down while the job was running; submit it again"
                 job.cancel_requested = True
                 await asyncio.to_thread(self.jobs.save, job)
-                _signal_group(proc, signal.SIGTERM)
+                await self.executor.stop(job)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=self.settings.cancel_grace_s + 5)
         # End the watch streams after the jobs ended, so that their watchers see the final state; the
@@ -266,13 +278,7 @@ class JobRunner:
         job = self._active[job.id]
         job.cancel_requested = True
         await asyncio.to_thread(self.jobs.save, job)
-        proc = self._running.get(job.id)
-        _signal_group(proc, signal.SIGTERM)
-        if not (job.spec.get("search") or {}).get("keep_best_on_cancel"):
-            # A search that keeps its best trial goes on to export it: no deadline (a second cancel
-            # during the export stops it at the next stage).
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.settings.cancel_grace_s, _signal_group, proc, signal.SIGKILL)
+        await self.executor.cancel(job)
         log.info("job cancel requested", job=job.id, model=job.model)
         return job
 
@@ -310,6 +316,10 @@ class JobRunner:
             fate = "it stays queued and runs when the server starts again"
         elif job.final:
             fate = f"it ended {job.state}"
+        elif self.executor.survives_restart:
+            fate = (
+                f"it goes on as {self.executor.describe(job)}, which the server follows again when it starts"
+            )
         else:
             fate = "it is being stopped and will be FAILED; submit it again"
         return (
@@ -327,15 +337,23 @@ class JobRunner:
             await self._wake.wait()
             self._wake.clear()
             while self._queue and len(self._running) < self.settings.max_running and not self._closing:
-                job_id = self._queue.pop(0)
-                self._running[job_id] = None
-                self._count()
-                task = asyncio.get_running_loop().create_task(self._run(job_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._start_task(self._queue.pop(0))
 
-    async def _run(self, job_id: str) -> None:
+    def _start_task(self, job_id: str, attach: JobRecord | None = None) -> None:
+        self._running.add(job_id)
+        self._count()
+        task = asyncio.get_running_loop().create_task(self._run(job_id, attach))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job_id: str, attach: JobRecord | None = None) -> None:
+        """Start a queued job, or (``attach``) follow again a running one found at start-up."""
         try:
+            if attach is not None:
+                job = attach
+                self._active[job_id] = job
+                await self._execute(job, attach=True)
+                return
             queued = await asyncio.to_thread(self.jobs.get, job_id)
             if queued is None or queued.state != "queued":
                 return
@@ -354,81 +372,28 @@ class JobRunner:
                 job.error = "internal error of the job runner; the server log has the details"
                 await self._finish(job, "failed", job.error, ("queued", "running"))
         finally:
-            self._running.pop(job_id, None)
+            self._running.discard(job_id)
             self._active.pop(job_id, None)
             self._cancel_wanted.discard(job_id)
             self._count()
             self._wake.set()
 
-    async def _execute(self, job: JobRecord) -> None:
-        work = Path(job.work_dir)
-        spec_path = work / "spec.json"
-        spec_path.write_text(json.dumps(job.spec))
-        await self._publish(job, "started")
-        if job.cancel_requested:
-            await self._finish(job, "cancelled", "cancelled before its process started")
-            return
-        read_fd, write_fd = os.pipe()
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": str(job.spec["threads"]),
-            "MKL_NUM_THREADS": str(job.spec["threads"]),
-            "TOKENIZERS_PARALLELISM": "false",
-            "TUNESERVE_JOB_NICE": str(self.settings.nice),
-        }
-        log_path = work / "job.log"
-        with log_path.open("wb") as log_file:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "tuneserve.pipeline.job",
-                    str(spec_path),
-                    str(write_fd),
-                    pass_fds=(write_fd,),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    env=env,
-                )
-            finally:
-                os.close(write_fd)
-        self._running[job.id] = proc
-        job.pid = proc.pid
-        await asyncio.to_thread(self.jobs.save, job)
-        log.info(
-            "job started",
-            job=job.id,
-            model=job.model,
-            pid=proc.pid,
-            threads=job.spec["threads"],
-            nproc_per_node=job.spec.get("nproc_per_node", 1),
-        )
-        if job.cancel_requested:  # cancelled between the queue and the spawn
-            _signal_group(proc, signal.SIGTERM)
-        outcome = await self._follow(job, read_fd)
-        code = await proc.wait()
-        await self._conclude(job, outcome, code, log_path)
-
-    async def _follow(self, job: JobRecord, fd: int) -> dict[str, Any]:
-        """Apply the worker's events to the job until the pipe closes; the gate and final events."""
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 20)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
-        )
+    async def _execute(self, job: JobRecord, attach: bool = False) -> None:
+        if not attach:
+            await self._publish(job, "started")
+            if job.cancel_requested:
+                await self._finish(job, "cancelled", "cancelled before its process started")
+                return
         outcome: dict[str, Any] = {}
-        try:
-            async for line in reader:
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                await self._apply(job, event, outcome)
-        finally:
-            transport.close()
-        return outcome
+
+        async def apply(event: dict[str, Any]) -> None:
+            await self._apply(job, event, outcome)
+
+        async def save() -> None:
+            await asyncio.to_thread(self.jobs.save, job)
+
+        ended = await self.executor.run(job, apply, save, attach=attach)
+        await self._conclude(job, outcome, ended)
 
     async def _apply(self, job: JobRecord, event: dict[str, Any], outcome: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -498,7 +463,8 @@ class JobRunner:
         elif kind in ("failed", "cancelled"):
             outcome[kind] = event.get("error", "")
 
-    async def _conclude(self, job: JobRecord, outcome: dict[str, Any], code: int, log_path: Path) -> None:
+    async def _conclude(self, job: JobRecord, outcome: dict[str, Any], ended: Ended) -> None:
+        code = ended.code
         if outcome.get("registered"):
             if outcome.get("promote"):
                 try:
@@ -513,21 +479,17 @@ class JobRunner:
                 log.warning("retention failed", model=job.model, error=str(exc))
             await self._finish(job, "succeeded", _outcome(job))
             return
+        if ended.interrupted and not job.cancel_requested:
+            job.error = ended.error
+            await self._finish(job, "failed", job.error)
+            return
         if "cancelled" in outcome or (job.cancel_requested and code in (CANCELLED_EXIT, -9, -15)):
             state = "failed" if job.error else "cancelled"
             await self._finish(job, state, job.error or "cancelled")
             return
-        error = outcome.get("failed") or self._crash_message(code, log_path)
+        error = outcome.get("failed") or ended.error or f"the job's worker exited with status {code}"
         job.error = error
         await self._finish(job, "failed", error)
-
-    @staticmethod
-    def _crash_message(code: int, log_path: Path) -> str:
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
-        tail = ""
-        with contextlib.suppress(OSError):
-            tail = log_path.read_text(errors="replace")[-_LOG_TAIL:].strip()
-        return f"the job process {how}" + (f"; its log ends with: {tail}" if tail else "")
 
     async def _finish(
         self, job: JobRecord, state: str, message: str, from_states: tuple[str, ...] = ("running",)
@@ -565,6 +527,10 @@ class JobRunner:
         self.metrics.training_jobs.labels("running").set(len(self._running))
 
     def _clean(self, job: JobRecord) -> None:
+        try:
+            self.executor.clean(job)
+        except Exception as exc:  # housekeeping: the job's outcome stands
+            log.warning("executor cleanup failed", job=job.id, error=str(exc))
         shutil.rmtree(job.work_dir, ignore_errors=True)
         with contextlib.suppress(Exception):
             shutil.rmtree(self.store.staging_path(job.model, f"job-{job.id}"), ignore_errors=True)
@@ -584,19 +550,6 @@ class JobRunner:
         async with live.changed:
             live.events.append(Event.of(job, message, progress_only, trial))
             live.changed.notify_all()
-
-    def _kill_orphan(self, job: JobRecord) -> None:
-        """Kill the process group of a job whose server died, if it is still that job's process."""
-        if not job.pid:
-            return
-        try:
-            cmdline = Path(f"/proc/{job.pid}/cmdline").read_bytes()
-        except OSError:
-            cmdline = b""
-        if b"tuneserve.pipeline.job" in cmdline and job.id.encode() in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(job.pid, signal.SIGKILL)
-        self._clean(job)
 
 
 def _add_epoch(job: JobRecord, event: dict[str, Any]) -> None:
@@ -623,10 +576,3 @@ def _outcome(job: JobRecord) -> str:
         f"succeeded: version {job.version} is registered, not served: {job.promotion_reason or 'the gate'}; "
         f"promote it by hand with SetServingVersion (tuneserve models promote {job.model} {job.version})"
     )
-
-
-def _signal_group(proc: asyncio.subprocess.Process | None, sig: int) -> None:
-    if proc is None or proc.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)

@@ -78,6 +78,7 @@ class JobRecord(BaseModel):
     error: str = ""
     message: str = ""
     pid: int = 0
+    kube_job: str = ""  # namespace/name of its Kubernetes Job (the Kubernetes executor)
     work_dir: str = ""
     cancel_requested: bool = False
     # A search's trials (Trial in the proto): {"number", "params", "state", "value", "metrics", "history",

@@ -96,6 +96,92 @@ class HyperparameterDefaults(BaseModel):
     freeze: str = "none"
 
 
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# What a training Job needs to reach an object store; passed through from the server's environment.
+AWS_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_CA_BUNDLE",
+)
+
+
+class KubernetesSettings(BaseModel):
+    """The Kubernetes executor (``--training-executor kubernetes``): what each training Job looks like.
+
+    Environment: ``TUNESERVE_TRAINING__KUBERNETES__<FIELD>``; ``node_selector``, ``tolerations`` and
+    ``env`` take JSON there (``{"pool": "gpu"}``, ``[{"key": "gpu", "operator": "Exists"}]``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    namespace: str | None = Field(
+        None,
+        description="Namespace the Jobs run in [default: the server's own, in a cluster; else 'default'].",
+    )
+    image: str | None = Field(
+        None,
+        description="Image of the Jobs' container [default: this server's own, read from its pod: the "
+        "trainer runs the train image].",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="imagePullPolicy of the Jobs' container."
+    )
+    service_account: str | None = Field(
+        None, description="serviceAccountName of the Jobs' pods [default: the namespace's default]."
+    )
+    cpu_request: str | None = Field(None, description="CPU request of each pod (Kubernetes quantity).")
+    cpu_limit: str | None = Field(None, description="CPU limit of each pod.")
+    memory_request: str | None = Field(None, description="Memory request of each pod (e.g. 4Gi).")
+    memory_limit: str | None = Field(None, description="Memory limit of each pod.")
+    gpus: int = Field(0, ge=0, le=64, description="nvidia.com/gpu of each pod, unless the request asks.")
+    max_gpus_per_node: int = Field(
+        0, ge=0, le=64, description="Most GPUs per pod a Train request may ask for (gpus_per_node)."
+    )
+    max_nnodes: int = Field(
+        1, ge=1, le=64, description="Most nodes (pods of an Indexed Job) a Train request may ask (nnodes)."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, description="nodeSelector of the pods.")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Tolerations of the pods.")
+    ttl_seconds_after_finished: int | None = Field(
+        3600, ge=0, description="Seconds a finished Job is kept before Kubernetes deletes it."
+    )
+    active_deadline_s: int | None = Field(
+        None, ge=1, description="activeDeadlineSeconds of each Job (a job running longer fails)."
+    )
+    models_claim: str | None = Field(
+        None,
+        description="PersistentVolumeClaim holding a local model root; Jobs mount it at the model root's "
+        "path (needed unless the model root is s3://).",
+    )
+    env: list[str] = Field(
+        default_factory=lambda: list(AWS_VARIABLES),
+        description="Environment variables of the server passed to the Jobs (those set).",
+    )
+    env_secret: str | None = Field(
+        None,
+        description="Secret that the Jobs read the credentials among --training-kubernetes-env from "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN: secretKeyRef, optional keys) "
+        "instead of the server's values, which would be written into the Job.",
+    )
+    unschedulable_timeout_s: float = Field(
+        300.0, ge=0, description="A pod unschedulable for longer fails its job (reason Unschedulable)."
+    )
+
+    @property
+    def resolved_namespace(self) -> str:
+        """``namespace``, else the in-cluster namespace, else ``default``."""
+        if self.namespace:
+            return self.namespace
+        try:
+            return IN_CLUSTER_NAMESPACE.read_text().strip() or "default"
+        except OSError:
+            return "default"
+
+
 class TrainingSettings(BaseModel):
     """The Train RPC: where jobs live, how many run, what they may read, and their defaults."""
 
@@ -159,6 +245,12 @@ class TrainingSettings(BaseModel):
         description="Ed25519 private key (PEM) that jobs sign the versions they publish with, so servers run "
         "with --verify-key serve them.",
     )
+    executor: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="How jobs run: local: a process of this server; kubernetes: one batch/v1 Job each, "
+        "watched through the Kubernetes API.",
+    )
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     report_to: Literal["none", "mlflow", "tensorboard"] = Field(
         "none",
         description="Experiment tracking of Train requests that set no report_to: mlflow (configured by the "
@@ -407,7 +499,18 @@ class Settings(BaseSettings):
             if value is None:
                 continue
             if key in SECTIONS:
-                data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
+                data[key] = _merged(data[key], value)
             else:
                 data[key] = value
         return cls(**data)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the non-None values of ``over``; nested dicts (``training.kubernetes``) merged too."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out

@@ -17,6 +17,7 @@ from tuneserve.repository import ModelStore
 from tuneserve.server import trainrequest
 from tuneserve.server.catalog import Catalog
 from tuneserve.server.errors import StorageFull, TrainingUnavailable
+from tuneserve.server.executors import make_executor
 from tuneserve.server.jobs import JobRunner
 from tuneserve.server.jobstore import JobRecord, JobStore, JobStoreBusy, RunnerLock
 from tuneserve.server.metrics import Metrics
@@ -56,6 +57,7 @@ class Training:
     ) -> None:
         self.settings = settings
         self.store = store
+        executor = make_executor(settings.training, settings.store)  # ConfigError before the lock is taken
         root = settings.jobs_dir
         try:
             self.lock = RunnerLock.acquire(root)
@@ -79,6 +81,7 @@ class Training:
             registry.promote,
             self._after_success,
             metrics,
+            executor,
         )
 
     async def start(self) -> None:

@@ -77,9 +77,19 @@ def prepare(
         )
     base, base_label = _base(request.base_model, existing, settings)
     nproc = _nproc_per_node(request.nproc_per_node, settings)
+    nnodes, gpus = _placement(request, settings)
     hyper = _hyperparameters(request, settings)
     _check_freeze(hyper["freeze"], base)
     search = _search(request.search) if request.HasField("search") else None
+    if search is not None and nnodes > 1:
+        raise InvalidInput(
+            f"search with nnodes {nnodes}: a search runs its trials on one node; use nnodes 0 or 1"
+        )
+    if search is not None and search["keep_best_on_cancel"] and settings.training.executor == "kubernetes":
+        raise InvalidInput(
+            "search.keep_best_on_cancel needs --training-executor local: a cancelled Kubernetes Job is "
+            "deleted with its trials"
+        )
     if search is not None:
         for dim in search["space"]:
             for choice in dim.get("choices", ()) if dim["name"] == "freeze" else ():
@@ -145,6 +155,8 @@ def prepare(
             labels_replaced=replaced,
             device=settings.training.device,
             nproc_per_node=nproc,
+            nnodes=nnodes,
+            gpus_per_node=gpus,
             signing_key=settings.training.signing_key,
             search=search,
             report_to=report_to,
@@ -179,6 +191,38 @@ def _nproc_per_node(asked: int, settings: Settings) -> int:
             f"(training.max_nproc_per_node, --max-nproc-per-node); ask for at most {bound}"
         )
     return max(1, asked)
+
+
+def _placement(request: training_pb2.TrainRequest, settings: Settings) -> tuple[int, int]:
+    """``(nnodes, gpus_per_node)``: what the request asks within the Kubernetes executor's bounds (the
+    local executor runs one node, on the server's devices)."""
+    kube = settings.training.kubernetes
+    on_kube = settings.training.executor == "kubernetes"
+    for field, asked in (("nnodes", request.nnodes), ("gpus_per_node", request.gpus_per_node)):
+        if asked < 0:
+            raise InvalidInput(f"{field} is {asked}: use 0 for the server's default, or a positive number")
+    if request.nnodes > 1 and not on_kube:
+        raise InvalidInput(
+            f"nnodes is {request.nnodes}, but this server trains on one node (--training-executor local); "
+            "use 0 or 1, or a server with --training-executor kubernetes"
+        )
+    if request.gpus_per_node and not on_kube:
+        raise InvalidInput(
+            "gpus_per_node is only for --training-executor kubernetes; this server trains on its own "
+            "devices (--training-device): leave it 0"
+        )
+    if request.nnodes > kube.max_nnodes:
+        raise InvalidInput(
+            f"nnodes is {request.nnodes}, but this server runs at most {kube.max_nnodes} nodes per job "
+            "(training.kubernetes.max_nnodes, --training-kubernetes-max-nnodes)"
+        )
+    if request.gpus_per_node > kube.max_gpus_per_node:
+        raise InvalidInput(
+            f"gpus_per_node is {request.gpus_per_node}, but this server allows at most "
+            f"{kube.max_gpus_per_node} per node (training.kubernetes.max_gpus_per_node, "
+            "--training-kubernetes-max-gpus-per-node)"
+        )
+    return max(1, request.nnodes), request.gpus_per_node or kube.gpus
 
 
 def _model_name(name: str) -> str:

@@ -14,6 +14,9 @@ A Job being deleted (foreground propagation leaves it with a ``deletionTimestamp
 (SIGTERM, then SIGKILL after the pod's grace period, at most ``max_grace_s``), its pods deleted and its
 finalizer removed, as the garbage collector and the kubelet would.
 
+Each emptyDir of a pod is a folder of its own under ``root``; the container's environment variables that
+name its mount path are pointed there (the process sees this host's files, not a container's).
+
 ``simulate[job_name]`` makes a Job's pods fail the way a cluster does: ``"OOMKilled"`` (the process is
 killed once it runs: terminated, reason OOMKilled, exit 137), ``"ImagePullBackOff"`` (waiting, never
 runs) or ``"Unschedulable"`` (PodScheduled False, never bound).
@@ -56,6 +59,8 @@ class _Pod:
     proc: subprocess.Popen[bytes] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     stopping: bool = False
+    # Each emptyDir mount path of the container, and the folder of this pod that stands in for it.
+    empty_dirs: dict[str, Path] = field(default_factory=dict)
 
 
 class TestKubelet:
@@ -224,7 +229,7 @@ class TestKubelet:
 
         while not self._stopped.is_set():
             stream = watch.Watch().stream(self.batch.list_namespaced_job, self.namespace, timeout_seconds=5)
-            for event in stream:
+            for event in _tolerant(stream):
                 if self._stopped.is_set():
                     return
                 job = event["object"]
@@ -301,6 +306,12 @@ class TestKubelet:
                 pod_name, name, index if indexed else None, container["name"], self.root / f"{pod_name}.log"
             )
             pod.log.touch()
+            empty = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
+            for mount in container.get("volumeMounts") or []:
+                if mount["name"] in empty:
+                    folder = self.root / pod_name / mount["name"]
+                    folder.mkdir(parents=True, exist_ok=True)
+                    pod.empty_dirs[mount["mountPath"]] = folder
             with self._lock:
                 self.pods[pod_name] = pod
             self._thread(self._run_pod, "pod", pod_name, pod, container, simulated)
@@ -342,6 +353,12 @@ class TestKubelet:
         elif argv and argv[0] == "tuneserve":
             argv[0] = str(Path(sys.executable).parent / "tuneserve")
         env = {**self.env, **self._container_env(pod_name, container)}
+        # A process here sees the host's files: an emptyDir is a folder of the pod's own, and the container's
+        # variables that name its mount path name that folder instead.
+        for path, folder in pod.empty_dirs.items():
+            for key, value in env.items():
+                if value == path or value.startswith(path.rstrip("/") + "/"):
+                    env[key] = str(folder) + value[len(path.rstrip("/")) :]
         if pod.index is not None:
             env["JOB_COMPLETION_INDEX"] = str(pod.index)
         cwd = container.get("workingDir")
@@ -516,7 +533,7 @@ class TestKubelet:
 
         while not self._stopped.is_set():
             stream = watch.Watch().stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=5)
-            for event in stream:
+            for event in _tolerant(stream):
                 if self._stopped.is_set():
                     return
                 obj = event["object"]
@@ -595,3 +612,16 @@ def _self_signed(root: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+def _tolerant(stream: Any) -> Any:
+    """A watch stream that ends (to be opened again) on the API server's 504 "Too large resource version",
+    which this API server answers now and then on etcd 3.4 (its watch cache behind etcd) instead of waiting;
+    before, the kubelet's watch thread died of it and later Jobs never got pods."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        yield from stream
+    except ApiException as exc:
+        if exc.status != 504:
+            raise

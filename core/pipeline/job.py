@@ -2,6 +2,9 @@
 
 The server spawns ``python -m tuneserve.pipeline.job SPEC EVENTS_FD`` in a new process group. ``SPEC`` is a
 JSON ``JobSpec``; events go to the pipe ``EVENTS_FD`` as JSON lines (stdout and stderr are the job's log).
+A Kubernetes Job runs ``python -m tuneserve.pipeline.job --staged LOCATION --events -`` instead: the inputs
+come from ``LOCATION`` (``tuneserve.pipeline.staged``), and the events go to stdout as JSON lines marked
+with ``"tuneserve_event": 1``, among the pod's log lines (structured logs go to stderr).
 The job publishes the new version into the model store (never as the serving version); promotion is the
 server's, because only the server can load and warm a version before it serves.
 
@@ -34,6 +37,7 @@ from pydantic import BaseModel
 from tuneserve.repository import StoreConfig
 
 CANCELLED_EXIT = 3
+EVENT_MARK = "tuneserve_event"  # the key that marks an event line among a pod's log lines
 
 
 class JobSpec(BaseModel):
@@ -56,6 +60,8 @@ class JobSpec(BaseModel):
     labels_replaced: bool = False  # the label set differs from the serving version's (replace_labels)
     threads: int = 1  # of the whole job: shared by its training processes
     nproc_per_node: int = 1  # training processes (DDP through torchrun when > 1)
+    nnodes: int = 1  # nodes (pods of an Indexed Job: the Kubernetes executor only)
+    gpus_per_node: int = 0  # nvidia.com/gpu of each pod (the Kubernetes executor only)
     device: str = "auto"
     signing_key: Path | None = None  # Ed25519 private key (PEM) the new version is signed with
     search: dict[str, Any] | None = None  # trainer.search.SearchConfig.as_dict(); None: one run
@@ -64,12 +70,13 @@ class JobSpec(BaseModel):
 
 
 class _Events:
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, marked: bool = False) -> None:
         self._out = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
         self._last_progress = 0.0
+        self._mark = {EVENT_MARK: 1} if marked else {}
 
     def send(self, kind: str, **fields: Any) -> None:
-        self._out.write(json.dumps({"type": kind, **fields}) + "\n")
+        self._out.write(json.dumps({**self._mark, "type": kind, **fields}) + "\n")
         self._out.flush()
 
     def progress(self, step: int, total: int, epoch: float, loss: float | None, force: bool = False) -> None:
@@ -146,7 +153,15 @@ def _gate(spec: JobSpec, metric: str, new: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
+class Node(BaseModel):
+    """Which node of a multi-node job this worker is (the Kubernetes executor's Indexed Job)."""
+
+    rank: int = 0
+    rdzv_endpoint: str | None = None
+
+
+def run(spec: JobSpec, events: _Events, stop: _Stop, node: Node | None = None) -> None:
+    node = node or Node()
     import torch
 
     from tuneserve.exporter.export import ExportConfig, export
@@ -230,18 +245,31 @@ def run(spec: JobSpec, events: _Events, stop: _Stop) -> None:
             return result
         return train(config, on_progress=on_progress, should_cancel=should_cancel)
 
-    tracker = tracking.open_tracker(spec.report_to, spec.tensorboard_dir)
-    outcome = search.run(
-        config,
-        how,
-        tracker,
-        name=f"{spec.model}-job-{spec.job_id}",
-        tags={"tuneserve.job_id": spec.job_id, "tuneserve.model": spec.model},
-        on_progress=on_train_progress,
-        should_cancel=stop,
-        on_trial=on_trial,
-        train_fn=train_fn,
-    )
+    if spec.nnodes > 1:  # multi-node (never with a search: refused with the request); no tracking
+        how_nodes = Launch(
+            nproc_per_node=spec.nproc_per_node,
+            nnodes=spec.nnodes,
+            node_rank=node.rank,
+            rdzv_endpoint=node.rdzv_endpoint,
+            threads_per_rank=max(1, spec.threads // spec.nproc_per_node),
+        )
+        found = launch(config, how_nodes, on_progress=on_train_progress, should_cancel=stop)
+        if found is None:  # a node without rank 0 only trains
+            return
+        outcome = search.SearchOutcome(found, {})
+    else:
+        tracker = tracking.open_tracker(spec.report_to, spec.tensorboard_dir)
+        outcome = search.run(
+            config,
+            how,
+            tracker,
+            name=f"{spec.model}-job-{spec.job_id}",
+            tags={"tuneserve.job_id": spec.job_id, "tuneserve.model": spec.model},
+            on_progress=on_train_progress,
+            should_cancel=stop,
+            on_trial=on_trial,
+            train_fn=train_fn,
+        )
     result = outcome.result
     if outcome.summary:
         s = outcome.summary
@@ -306,20 +334,62 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _staged(argv: list[str]) -> tuple[Path, _Events, Node]:
+    """``--staged LOCATION --events - [--rdzv-endpoint HOST:PORT]`` (a Kubernetes Job's container): fetch
+    the staged inputs into a scratch folder (``TUNESERVE_JOB_SCRATCH``, else a temporary one); events go
+    to stdout, marked, and whatever else wrote to stdout goes to stderr. The node rank is
+    ``JOB_COMPLETION_INDEX`` (an Indexed Job's pod index)."""
+    import argparse
+    import tempfile
+
+    from tuneserve.pipeline import staged
+
+    parser = argparse.ArgumentParser(prog="python -m tuneserve.pipeline.job")
+    parser.add_argument("--staged", required=True)
+    parser.add_argument("--events", choices=["-"], default="-")
+    parser.add_argument("--rdzv-endpoint", default=None)
+    args = parser.parse_args(argv)
+    events_fd = os.dup(1)
+    os.dup2(2, 1)  # library prints must not mix with the event lines
+    sys.stdout = os.fdopen(1, "w", buffering=1, encoding="utf-8")
+    events = _Events(events_fd, marked=True)
+    scratch = Path(os.environ.get("TUNESERVE_JOB_SCRATCH") or tempfile.mkdtemp(prefix="tuneserve-job-"))
+    work = scratch / "job"
+    staged.fetch(args.staged, work)
+    spec = JobSpec.model_validate_json((work / "spec.json").read_text())
+    store = spec.store.model_copy(update={"cache_dir": scratch / "cache"})
+    spec = spec.model_copy(
+        update={"train": work / "train.jsonl", "validation": work / "validation.jsonl", "store": store}
+    )
+    (work / "spec.json").write_text(spec.model_dump_json())
+    rank = int(os.environ.get("JOB_COMPLETION_INDEX") or 0)
+    return work / "spec.json", events, Node(rank=rank, rdzv_endpoint=args.rdzv_endpoint)
+
+
 def main(argv: list[str]) -> int:
-    spec_path, fd = Path(argv[0]), int(argv[1])
-    events = _Events(fd)
-    stop = _Stop()
-    _exit_with_parent()
-    if os.environ.get("TUNESERVE_JOB_NICE"):
-        os.nice(int(os.environ["TUNESERVE_JOB_NICE"]))
     from tuneserve import logs
     from tuneserve.progress import Cancelled
 
-    logs.configure("info", "json")
+    stop = _Stop()
+    if argv and argv[0].startswith("--"):
+        logs.configure("info", "json")
+        try:
+            spec_path, events, node = _staged(argv)
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            _Events(os.dup(1), marked=True).send("failed", error=f"the job's inputs cannot be read: {exc}")
+            return 1
+    else:
+        spec_path, events, node = Path(argv[0]), _Events(int(argv[1])), Node()
+        _exit_with_parent()
+        logs.configure("info", "json")
+    if os.environ.get("TUNESERVE_JOB_NICE"):
+        os.nice(int(os.environ["TUNESERVE_JOB_NICE"]))
     try:
         spec = JobSpec.model_validate_json(spec_path.read_text())
-        run(spec, events, stop)
+        run(spec, events, stop, node)
     except Cancelled:
         events.send("cancelled")
         return CANCELLED_EXIT

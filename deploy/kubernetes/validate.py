@@ -11,6 +11,12 @@ Then what each Deployment runs (check_workloads): its image is one of the Docker
 in the trainer (the `train` image, one replica, Recreate) and explicitly off in every serving Deployment,
 and GPU settings come with an image that can use the GPU.
 
+The Kubernetes training executor (check_training_jobs): the trainer that runs its jobs as Kubernetes
+Jobs holds no GPU, is the one pod that mounts an API token, and its ServiceAccount is bound to a Role with
+exactly the rules the executor needs (``tuneserve.server.kubejobs.RBAC_RULES``); the Jobs' ServiceAccount
+exists and has no rights. The Job (and the headless Service of a multi-node job) that the executor would
+render from the trainer's own settings is validated like every other object.
+
 And where the model store lives (check_storage): AWS credentials are never literal values or ConfigMap
 data. A local model root lies on a PersistentVolumeClaim that the serving pods and the trainer share. An
 s3:// model root (the object-store component) is the same in every pod, and with it no claim is
@@ -22,6 +28,7 @@ headroom over TUNESERVE_CACHE_MAX_BYTES.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import PurePosixPath
@@ -333,6 +340,130 @@ def check_storage(docs: list[dict]) -> list[str]:
     return errors
 
 
+def _rules(role: dict) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for rule in role.get("rules") or []
+        for group in rule.get("apiGroups") or []
+        for resource in rule.get("resources") or []
+        for verb in rule.get("verbs") or []
+    }
+
+
+def _bound_roles(account: str, docs: list[dict]) -> list[dict]:
+    """The Roles (and ClusterRoles) that RoleBindings of this namespace give ServiceAccount ``account``."""
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in docs if d.get("kind") in ("Role", "ClusterRole")}
+    bound = []
+    for binding in docs:
+        if binding.get("kind") not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        subjects = binding.get("subjects") or []
+        if any(s.get("kind") == "ServiceAccount" and s.get("name") == account for s in subjects):
+            ref = binding.get("roleRef") or {}
+            bound.append(roles.get((ref.get("kind"), ref.get("name")), {"missing": ref.get("name")}))
+    return bound
+
+
+def kubernetes_settings(env: dict[str, str | None]) -> object:
+    """The Kubernetes executor's settings, read from a container's ``TUNESERVE_TRAINING__KUBERNETES__*``."""
+    from tuneserve.server.settings import KubernetesSettings
+
+    prefix = "TUNESERVE_TRAINING__KUBERNETES__"
+    values: dict[str, object] = {}
+    for key, value in env.items():
+        if key.startswith(prefix) and value is not None:
+            field = key[len(prefix) :].lower()
+            values[field] = json.loads(value) if value[:1] in "[{" else value
+    return KubernetesSettings.model_validate(values)
+
+
+def rendered_jobs(env: dict[str, str | None], image: str) -> list[dict]:
+    """What the executor renders from a trainer's settings (``image``: its own, which Jobs run by default):
+    a one-node Job, and a two-node Indexed Job with its headless Service."""
+    from tuneserve.pipeline import staged
+    from tuneserve.repository import StoreConfig
+    from tuneserve.server import kubejobs
+
+    settings = kubernetes_settings(env)
+    if not settings.image:  # type: ignore[attr-defined]
+        settings = settings.model_copy(update={"image": image})  # type: ignore[attr-defined]
+    store = StoreConfig(root=env.get("TUNESERVE_MODEL_ROOT") or IMAGE_MODEL_ROOT)
+    docs = []
+    for nnodes in (1, 2):
+        job_id = f"example{nnodes:09d}"
+        spec = {"nnodes": nnodes, "gpus_per_node": settings.gpus, "threads": 4, "nproc_per_node": 1}  # type: ignore[attr-defined]
+        docs.append(
+            kubejobs.render_job(
+                job_id=job_id,
+                model="example",
+                spec=spec,
+                settings=settings,  # type: ignore[arg-type]
+                store=store,
+                staged=staged.location(store.root, job_id),
+                env={"AWS_REGION": "us-east-1"},
+            )
+        )
+        if nnodes > 1:
+            docs.append(kubejobs.render_service(job_id, settings))  # type: ignore[arg-type]
+    return docs
+
+
+def check_training_jobs(docs: list[dict]) -> tuple[list[str], list[dict]]:
+    """The Kubernetes executor's identities and rights, and the objects it would render (to validate)."""
+    from tuneserve.server.kubejobs import RBAC_RULES
+
+    errors: list[str] = []
+    rendered: list[dict] = []
+    accounts = {d["metadata"]["name"]: d for d in docs if d.get("kind") == "ServiceAccount"}
+    for doc in docs:
+        if doc.get("kind") not in WORKLOAD_KINDS:
+            continue
+        label = f"{doc['kind']} {doc.get('metadata', {}).get('name')}"
+        pod = _pod_spec(doc)
+        account = pod.get("serviceAccountName") or "default"
+        mounts_token = pod.get("automountServiceAccountToken")
+        if mounts_token is None:
+            mounts_token = (accounts.get(account) or {}).get("automountServiceAccountToken", True)
+        executor, image = None, ""
+        for container in pod.get("containers") or []:
+            env, _ = effective_env(container, docs)
+            if env.get("TUNESERVE_TRAINING__EXECUTOR") == "kubernetes":
+                executor, image = env, str(container.get("image", ""))
+                limits = (container.get("resources") or {}).get("limits") or {}
+                if "nvidia.com/gpu" in limits:
+                    errors.append(f"{label}: runs its jobs as Kubernetes Jobs, yet holds a GPU itself")
+        if executor is None:
+            if mounts_token:
+                errors.append(
+                    f"{label}: mounts an API token it has no use for (automountServiceAccountToken)"
+                )
+            continue
+        if account not in accounts:
+            errors.append(f"{label}: ServiceAccount {account} is not among the objects")
+        if not mounts_token:
+            errors.append(f"{label}: runs Kubernetes Jobs but mounts no API token")
+        granted = (
+            set().union(*(_rules(r) for r in _bound_roles(account, docs))) if account in accounts else set()
+        )
+        wanted = {(g, r, v) for g, r, verbs in RBAC_RULES for v in verbs}
+        if missing := sorted(wanted - granted):
+            errors.append(f"{label}: ServiceAccount {account} lacks {missing}")
+        if extra := sorted(granted - wanted):
+            errors.append(f"{label}: ServiceAccount {account} may do more than the executor needs: {extra}")
+        job_account = executor.get("TUNESERVE_TRAINING__KUBERNETES__SERVICE_ACCOUNT") or "default"
+        if job_account != "default" and job_account not in accounts:
+            errors.append(f"{label}: the Jobs' ServiceAccount {job_account} is not among the objects")
+        elif _bound_roles(job_account, docs):
+            errors.append(
+                f"{label}: the Jobs' ServiceAccount {job_account} is bound to a Role; Jobs need none"
+            )
+        try:
+            rendered += rendered_jobs(executor, image)
+        except Exception as exc:  # the trainer would refuse these settings at start-up
+            errors.append(f"{label}: its TUNESERVE_TRAINING__KUBERNETES__* settings are refused: {exc}")
+    return errors, rendered
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-k", "--kubernetes-version", action="append", default=None)
@@ -341,8 +472,8 @@ def main() -> int:
     versions = args.kubernetes_version or ["1.31.0", kubernetes_validate.latest_version()]
     docs = [d for f in args.files for d in yaml.safe_load_all(f) if d]
     services = [d for d in docs if d.get("kind") == "Service"]
-    errors: list[str] = []
-    for doc in docs:
+    errors, rendered = check_training_jobs(docs)
+    for doc in docs + rendered:
         label = f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}"
         if (doc.get("apiVersion"), doc.get("kind")) in CRD_KINDS:
             if doc["kind"] == "ServiceMonitor":
@@ -360,7 +491,8 @@ def main() -> int:
     errors += check_storage(docs)
     for e in errors:
         print(e, file=sys.stderr)
-    print(f"{len(docs)} objects, Kubernetes {', '.join(versions)}: {'FAILED' if errors else 'valid'}")
+    jobs = f" (and {len(rendered)} rendered by the training executor)" if rendered else ""
+    print(f"{len(docs)} objects{jobs}, Kubernetes {', '.join(versions)}: {'FAILED' if errors else 'valid'}")
     return 1 if errors else 0
 
 

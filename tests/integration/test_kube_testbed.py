@@ -127,9 +127,15 @@ def test_simulated_failures_look_as_on_a_cluster(kube_api: KubeAPIServer, kubele
 
 
 def test_a_service_account_token_has_only_the_rights_rbac_gives(kube_api: KubeAPIServer):
+    """The trainer's token is that ServiceAccount to RBAC: no Role grants it Secrets (the executor's Role,
+    which other tests apply, has none either)."""
     from kubernetes import client
 
     user, _ = service_account_user(NAMESPACE, TRAINER_SERVICE_ACCOUNT)
     with pytest.raises(client.ApiException) as refused:
-        client.BatchV1Api(kube_api.client(user)).list_namespaced_job(NAMESPACE)
+        client.CoreV1Api(kube_api.client(user)).list_namespaced_secret(NAMESPACE)
     assert refused.value.status == 403
+    import json
+
+    message = json.loads(refused.value.body)["message"]
+    assert f'User "{user}" cannot list resource "secrets"' in message

@@ -257,7 +257,15 @@ def test_gpu_overlay_sets_the_fp16_and_cuda_it_describes(monkeypatch: pytest.Mon
     trainer = _overlay_env("overlays/gpu/trainer-gpu.yaml", "tuneserve-trainer")
     serving = _overlay_env("overlays/gpu/deployment-gpu.yaml", "tuneserve")
     for env, check in (
-        (trainer, lambda s: s.training.quantization == "fp16" and s.training.device == "cuda"),
+        (
+            trainer,
+            lambda s: (
+                s.training.quantization == "fp16"
+                and s.training.device == "cuda"
+                and s.training.kubernetes.gpus == 1
+                and s.training.kubernetes.node_selector == {"nvidia.com/gpu.present": "true"}
+            ),
+        ),
         (serving, lambda s: s.device == "cuda"),
     ):
         for name in [k for k in os.environ if k.startswith("TUNESERVE_")]:
@@ -267,10 +275,7 @@ def test_gpu_overlay_sets_the_fp16_and_cuda_it_describes(monkeypatch: pytest.Mon
         settings = Settings()
         assert check(settings), env
         for name in env:
-            path = name.removeprefix("TUNESERVE_").lower().split("__")
-            assert path[0] in Settings.model_fields, f"{name} is no setting"
-            if len(path) == 2:
-                assert path[1] in type(getattr(settings, path[0])).model_fields, f"{name} is no setting"
+            _assert_setting(settings, name)
 
 
 def _validator() -> ModuleType:
@@ -364,7 +369,9 @@ def test_object_store_overlays_need_no_shared_volume(overlay: str) -> None:
     for name, (pod, container) in _deployments(docs).items():
         env, _ = validate.effective_env(container, docs)
         roots.add(env["TUNESERVE_MODEL_ROOT"])
-        assert pod["serviceAccountName"] == "tuneserve"
+        assert pod["serviceAccountName"] == (
+            "tuneserve-trainer" if name == "tuneserve-trainer" else "tuneserve"
+        )
         assert {"secretRef": {"name": "tuneserve-s3", "optional": True}} in container["envFrom"]
         assert not validate.AWS_SECRETS & set(env), "AWS keys come from the Secret only"
         volumes = {v["name"]: v for v in pod["volumes"]}
@@ -434,10 +441,82 @@ def test_object_store_settings_are_the_servers(monkeypatch: pytest.MonkeyPatch, 
             assert str(settings.jobs_dir) == env["TUNESERVE_TRAINING__JOBS_DIR"]
             assert settings.training.data_root == "s3://my-data/train"
         for key in [k for k in env if k.startswith("TUNESERVE_")]:
-            path = key.removeprefix("TUNESERVE_").lower().split("__")
-            assert path[0] in Settings.model_fields, f"{key} is no setting"
-            if len(path) == 2:
-                assert path[1] in type(getattr(settings, path[0])).model_fields, f"{key} is no setting"
+            _assert_setting(settings, key)
+
+
+def _assert_setting(settings: Settings, name: str) -> None:
+    """``TUNESERVE_A__B__C`` names a field of the settings (nested models), not a misspelt nothing."""
+    node: object = settings
+    for part in name.removeprefix("TUNESERVE_").lower().split("__"):
+        assert part in type(node).model_fields, f"{name} is no setting"  # type: ignore[attr-defined]
+        node = getattr(node, part)
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu", "s3-cpu", "s3-gpu"])
+def test_training_runs_as_kubernetes_jobs_that_hold_the_gpu(overlay: str) -> None:
+    """The trainer runs each job as a Kubernetes Job and holds no GPU itself; the Job it would render
+    from its settings asks for the GPU, mounts the model store or reads the bucket's keys from the Secret,
+    and runs the trainer's own image."""
+    validate = _validator()
+    docs = _render(overlay)
+    errors, rendered = validate.check_training_jobs(docs)
+    assert errors == []
+    pod, container = _deployments(docs)["tuneserve-trainer"]
+    env, _ = validate.effective_env(container, docs)
+    assert env["TUNESERVE_TRAINING__EXECUTOR"] == "kubernetes"
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    assert pod["automountServiceAccountToken"] is True
+    job = rendered[0]
+    job_pod = job["spec"]["template"]["spec"]
+    (job_container,) = job_pod["containers"]
+    assert job_container["image"] == container["image"] == "tuneserve:train"
+    assert job_pod["serviceAccountName"] == "tuneserve" and job_pod["automountServiceAccountToken"] is False
+    limits = job_container["resources"]["limits"]
+    assert ("nvidia.com/gpu" in limits) == overlay.endswith("gpu")
+    if overlay.endswith("gpu"):
+        assert job_pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    claims = [
+        v["persistentVolumeClaim"]["claimName"] for v in job_pod["volumes"] if "persistentVolumeClaim" in v
+    ]
+    job_env = {e["name"]: e for e in job_container["env"]}
+    if overlay.startswith("s3"):
+        assert claims == []
+        ref = job_env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "tuneserve-s3", "key": "AWS_SECRET_ACCESS_KEY", "optional": True}
+    else:
+        assert claims == ["tuneserve-models"]
+    assert [d["kind"] for d in rendered] == ["Job", "Job", "Service"]
+
+
+def test_validator_refuses_rights_the_executor_lacks_or_does_not_need() -> None:
+    validate = _validator()
+
+    def errors_after(change: Callable[[list[dict]], None]) -> str:
+        docs = _render("cpu")
+        change(docs)
+        return "\n".join(validate.check_training_jobs(docs)[0])
+
+    def role(docs: list[dict]) -> dict:
+        return next(d for d in docs if d["kind"] == "Role")
+
+    def no_watch(docs: list[dict]) -> None:
+        role(docs)["rules"][0]["verbs"].remove("watch")
+
+    def may_patch(docs: list[dict]) -> None:
+        role(docs)["rules"][0]["verbs"].append("patch")
+
+    def serving_token(docs: list[dict]) -> None:
+        pod, _ = _deployments(docs)["tuneserve"]
+        pod["automountServiceAccountToken"] = True
+
+    def trainer_gpu(docs: list[dict]) -> None:
+        _, container = _deployments(docs)["tuneserve-trainer"]
+        container["resources"]["limits"]["nvidia.com/gpu"] = 1
+
+    assert "lacks [('batch', 'jobs', 'watch')]" in errors_after(no_watch)
+    assert "more than the executor needs: [('batch', 'jobs', 'patch')]" in errors_after(may_patch)
+    assert "Deployment tuneserve: mounts an API token it has no use for" in errors_after(serving_token)
+    assert "yet holds a GPU itself" in errors_after(trainer_gpu)
 
 
 def _broken(change: Callable[[dict[str, tuple[dict, dict]], list[dict]], None]) -> str:

@@ -404,7 +404,15 @@ type TrainRequest struct {
 	// 0 (the default) or 1: one process. More than the server's limit (training.max_nproc_per_node, 1 unless
 	// configured) is INVALID_ARGUMENT.
 	NprocPerNode int32 `protobuf:"varint,15,opt,name=nproc_per_node,json=nprocPerNode,proto3" json:"nproc_per_node,omitempty"`
-	// (Field numbers 16 to 19 are kept for other request fields.)
+	// Nodes the job trains on (multi-node DDP: one Kubernetes pod per node, torchrun with a static rendezvous
+	// at node 0). Only with the Kubernetes executor (--training-executor kubernetes); 0 (the default) or 1:
+	// one node. More than the server's limit (training.kubernetes.max_nnodes, 1 unless configured) is
+	// INVALID_ARGUMENT.
+	Nnodes int32 `protobuf:"varint,16,opt,name=nnodes,proto3" json:"nnodes,omitempty"`
+	// GPUs of each node (`nvidia.com/gpu` of each pod). Only with the Kubernetes executor; 0 (the default):
+	// the server's setting (training.kubernetes.gpus). More than training.kubernetes.max_gpus_per_node is
+	// INVALID_ARGUMENT.
+	GpusPerNode int32 `protobuf:"varint,17,opt,name=gpus_per_node,json=gpusPerNode,proto3" json:"gpus_per_node,omitempty"`
 	// A hyperparameter search: several trials, the best of which goes on to export, the gate and promotion.
 	// Unset (or `trials` 0): one training run with `hyperparameters`.
 	Search *Search `protobuf:"bytes,20,opt,name=search,proto3" json:"search,omitempty"`
@@ -546,6 +554,20 @@ func (x *TrainRequest) GetReplaceLabels() bool {
 func (x *TrainRequest) GetNprocPerNode() int32 {
 	if x != nil {
 		return x.NprocPerNode
+	}
+	return 0
+}
+
+func (x *TrainRequest) GetNnodes() int32 {
+	if x != nil {
+		return x.Nnodes
+	}
+	return 0
+}
+
+func (x *TrainRequest) GetGpusPerNode() int32 {
+	if x != nil {
+		return x.GpusPerNode
 	}
 	return 0
 }
@@ -2265,7 +2287,7 @@ var File_tuneserve_v1_training_proto protoreflect.FileDescriptor
 
 const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"\n" +
-	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xea\x06\n" +
+	"\x1btuneserve/v1/training.proto\x12\ftuneserve.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tuneserve/v1/common.proto\"\xa6\a\n" +
 	"\fTrainRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12&\n" +
 	"\x04task\x18\x02 \x01(\x0e2\x12.tuneserve.v1.TaskR\x04task\x12\x1d\n" +
@@ -2285,7 +2307,9 @@ const file_tuneserve_v1_training_proto_rawDesc = "" +
 	"textColumn\x88\x01\x01\x12&\n" +
 	"\flabel_column\x18\r \x01(\tH\x02R\vlabelColumn\x88\x01\x01\x12%\n" +
 	"\x0ereplace_labels\x18\x0e \x01(\bR\rreplaceLabels\x12$\n" +
-	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNode\x12,\n" +
+	"\x0enproc_per_node\x18\x0f \x01(\x05R\fnprocPerNode\x12\x16\n" +
+	"\x06nnodes\x18\x10 \x01(\x05R\x06nnodes\x12\"\n" +
+	"\rgpus_per_node\x18\x11 \x01(\x05R\vgpusPerNode\x12,\n" +
 	"\x06search\x18\x14 \x01(\v2\x14.tuneserve.v1.SearchR\x06search\x123\n" +
 	"\treport_to\x18\x15 \x01(\x0e2\x16.tuneserve.v1.ReportToR\breportToB\x11\n" +
 	"\x0f_minimum_metricB\x0e\n" +

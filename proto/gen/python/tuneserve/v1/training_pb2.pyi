@@ -81,7 +81,7 @@ TRAINING_STAGE_GATING: TrainingStage
 TRAINING_STAGE_PROMOTING: TrainingStage
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node", "search", "report_to")
+    __slots__ = ("model", "task", "base_model", "training_data", "validation_data", "hyperparameters", "quantization", "promotion_policy", "promotion_tolerance", "minimum_metric", "multi_label", "text_column", "label_column", "replace_labels", "nproc_per_node", "nnodes", "gpus_per_node", "search", "report_to")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,8 @@ class TrainRequest(_message.Message):
     LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
     REPLACE_LABELS_FIELD_NUMBER: _ClassVar[int]
     NPROC_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    NNODES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
     SEARCH_FIELD_NUMBER: _ClassVar[int]
     REPORT_TO_FIELD_NUMBER: _ClassVar[int]
     model: str
@@ -114,9 +116,11 @@ class TrainRequest(_message.Message):
     label_column: str
     replace_labels: bool
     nproc_per_node: int
+    nnodes: int
+    gpus_per_node: int
     search: Search
     report_to: ReportTo
-    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., report_to: _Optional[_Union[ReportTo, str]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., task: _Optional[_Union[_common_pb2.Task, str]] = ..., base_model: _Optional[str] = ..., training_data: _Optional[_Union[Dataset, _Mapping]] = ..., validation_data: _Optional[_Union[Dataset, _Mapping]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., quantization: _Optional[_Union[_common_pb2.Quantization, str]] = ..., promotion_policy: _Optional[_Union[PromotionPolicy, str]] = ..., promotion_tolerance: _Optional[float] = ..., minimum_metric: _Optional[float] = ..., multi_label: _Optional[bool] = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., replace_labels: _Optional[bool] = ..., nproc_per_node: _Optional[int] = ..., nnodes: _Optional[int] = ..., gpus_per_node: _Optional[int] = ..., search: _Optional[_Union[Search, _Mapping]] = ..., report_to: _Optional[_Union[ReportTo, str]] = ...) -> None: ...
 
 class Search(_message.Message):
     __slots__ = ("trials", "space", "timeout_seconds", "prune", "keep_best_on_cancel")
