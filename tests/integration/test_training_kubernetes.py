@@ -147,6 +147,15 @@ def _job_of(cluster: dict[str, Any], job_id: str) -> Any:
         raise
 
 
+def _created_job(cluster: dict[str, Any], job_id: str) -> Any:
+    """The Job of ``job_id``, once the server has created it (it is read while it runs)."""
+    deadline = time.monotonic() + 60
+    while (kube_job := _job_of(cluster, job_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert kube_job is not None, "no Job was created"
+    return kube_job
+
+
 def _watch(server: ServerProcess, job_id: str, out: list) -> None:
     for response in server.training.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(job_id=job_id)):
         out.append(response.event)
@@ -183,12 +192,7 @@ def test_a_job_runs_as_a_kubernetes_job_and_is_promoted(
     events: list = []
     watcher = threading.Thread(target=_watch, args=(server, job.id, events))
     watcher.start()
-    kube_job = None
-    deadline = time.monotonic() + 60
-    while kube_job is None and time.monotonic() < deadline:
-        kube_job = _job_of(cluster, job.id)
-        time.sleep(0.2)
-    assert kube_job is not None, "no Job was created"
+    kube_job = _created_job(cluster, job.id)
     done = wait_job(server, job.id)
     watcher.join(30)
     assert done.state == SUCCEEDED, done.error
@@ -283,12 +287,7 @@ def test_with_an_object_store_the_inputs_are_staged_in_the_bucket(
     live = _start(s3_store.uri, cluster["kubeconfig"], *flags)
     try:
         job = live.training.Train(classification_request("in-bucket", tiny_base, epochs=1)).job
-        kube_job = None
-        deadline = time.monotonic() + 60
-        while kube_job is None and time.monotonic() < deadline:
-            kube_job = _job_of(cluster, job.id)
-            time.sleep(0.1)
-        assert kube_job is not None, "no Job was created"
+        kube_job = _created_job(cluster, job.id)
         done = wait_job(live, job.id)
         assert done.state == SUCCEEDED, done.error
         assert done.version == 1 and done.promoted
