@@ -38,7 +38,7 @@ from tuneserve.repository import ModelStore
 from tuneserve.server.errors import InvalidInput, JobConflict, ModelNotFound, ModelNotReady, Overloaded
 from tuneserve.server.executors import Ended, Executor
 from tuneserve.server.executors.local import LocalExecutor
-from tuneserve.server.jobstore import STAGES, JobRecord, JobStore
+from tuneserve.server.jobstore import FINAL_STATES, STAGES, JobRecord, JobStore
 from tuneserve.server.metrics import Metrics
 from tuneserve.server.settings import TrainingSettings
 
@@ -292,8 +292,11 @@ class JobRunner:
         except ModelNotFound:
             self._live.pop(job_id, None)
             raise
-        yield Event.of(job)
-        if job.final:
+        # The snapshot decides, not ``job`` after the yield: a running job's record is the live one, and the
+        # job may end while the snapshot is on its way; its final event is then among those after ``seen``.
+        snapshot = Event.of(job)
+        yield snapshot
+        if snapshot.state in FINAL_STATES:
             return
         while True:
             async with live.changed:
@@ -306,7 +309,7 @@ class JobRunner:
                 if event.progress_only and i + 1 < len(fresh) and fresh[i + 1].progress_only:
                     continue
                 yield event
-                if event.state in ("succeeded", "failed", "cancelled"):
+                if event.state in FINAL_STATES:
                     return
 
     async def _fate(self, job_id: str) -> str:
