@@ -224,19 +224,25 @@ class TestKubelet:
 
     # ------------------------------------------------------------------ jobs
 
-    def _watch_jobs(self) -> None:
+    def _events(self, list_fn: Any) -> Any:
+        """The watch events of ``list_fn`` in the namespace until the kubelet stops (a watch that ends is
+        opened again, as an informer does)."""
         from kubernetes import watch
 
         while not self._stopped.is_set():
-            stream = watch.Watch().stream(self.batch.list_namespaced_job, self.namespace, timeout_seconds=5)
+            stream = watch.Watch().stream(list_fn, self.namespace, timeout_seconds=5)
             for event in _tolerant(stream):
                 if self._stopped.is_set():
                     return
-                job = event["object"]
-                if event["type"] == "DELETED" or job.metadata.deletion_timestamp is not None:
-                    self._delete_job(job, gone=event["type"] == "DELETED")
-                elif event["type"] == "ADDED" and self._new(job):
-                    self._create_pods(job)
+                yield event
+
+    def _watch_jobs(self) -> None:
+        for event in self._events(self.batch.list_namespaced_job):
+            job = event["object"]
+            if event["type"] == "DELETED" or job.metadata.deletion_timestamp is not None:
+                self._delete_job(job, gone=event["type"] == "DELETED")
+            elif event["type"] == "ADDED" and self._new(job):
+                self._create_pods(job)
 
     def _new(self, job: Any) -> bool:
         """Whether ``job`` has no pods yet (a watch lists every Job again each time it starts)."""
@@ -529,21 +535,11 @@ class TestKubelet:
 
     def _watch_pods(self) -> None:
         """A pod deleted with a grace period waits for its kubelet: stop it, then remove it for good."""
-        from kubernetes import watch
-
-        while not self._stopped.is_set():
-            stream = watch.Watch().stream(self.core.list_namespaced_pod, self.namespace, timeout_seconds=5)
-            for event in _tolerant(stream):
-                if self._stopped.is_set():
-                    return
-                obj = event["object"]
-                if event["type"] != "DELETED" and obj.metadata.deletion_timestamp is not None:
-                    self._thread(
-                        self._stop_pod,
-                        "pod-stop",
-                        obj.metadata.name,
-                        obj.spec.termination_grace_period_seconds,
-                    )
+        for event in self._events(self.core.list_namespaced_pod):
+            obj = event["object"]
+            if event["type"] != "DELETED" and obj.metadata.deletion_timestamp is not None:
+                grace = obj.spec.termination_grace_period_seconds
+                self._thread(self._stop_pod, "pod-stop", obj.metadata.name, grace)
 
     def _stop_pod(self, pod_name: str, grace: int | None) -> None:
         with self._lock:
